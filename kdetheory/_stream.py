@@ -1,0 +1,105 @@
+"""Streaming log-sum-exp products: the one computational routine behind every exact
+kernel sum and exact attention in the package (the NumPy/CuPy reference path).
+
+For queries Y (m x d), points X (n x d), log-weights l (n,) and optional values V (n x p)
+it returns, for every query row i,
+
+    lse_i = log sum_j exp(s * <y_i, x_j> + l_j)                       (1)
+    out_i = sum_j exp(s * <y_i, x_j> + l_j - lse_i) * v_j              (2)
+
+without ever holding more than ``_config.CHUNK_BYTES`` of logits: queries are cut into row
+blocks and points into column blocks, and column blocks are merged with the usual running
+maximum (the "online softmax"), so every exp is max-shifted and nothing overflows.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _config
+
+__all__ = ["block_shape", "lse_products"]
+
+
+def block_shape(m: int, n: int, itemsize: int, *, temporaries: int = 2) -> tuple[int, int]:
+    """Row and column block sizes so that ``temporaries`` (rows x cols) blocks fit the budget."""
+    entries = max(1, _config.CHUNK_BYTES // (temporaries * itemsize))
+    cols = min(n, entries)
+    rows = max(1, min(m, entries // cols))
+    return rows, cols
+
+
+def lse_products(Y, X, log_w, V=None, *, scale=1.0, xp=np):
+    """Evaluate (1) and, when ``V`` is given, (2) above, chunked and max-shifted.
+
+    Parameters
+    ----------
+    Y : (m, d) array
+    X : (n, d) array
+    log_w : (n,) array
+        Log-weights; ``-inf`` marks a point with weight zero (it contributes nothing).
+    V : (n, p) array, optional
+    scale : float
+    xp : module
+        numpy or cupy.
+
+    Returns
+    -------
+    lse : (m,) array
+        ``-inf`` for a query whose every weight is zero.
+    out : (m, p) array or None
+        Zero rows where ``lse`` is ``-inf``.
+    """
+    m, n = Y.shape[0], X.shape[0]
+    dtype = Y.dtype
+    rows, cols = block_shape(m, n, dtype.itemsize)
+    lse = xp.empty(m, dtype=dtype)
+    out = None if V is None else xp.empty((m, V.shape[1]), dtype=dtype)
+    for r0 in range(0, m, rows):
+        Yb = Y[r0:r0 + rows] * dtype.type(scale)
+        run_max = xp.full(Yb.shape[0], -xp.inf, dtype=dtype)
+        run_sum = xp.zeros(Yb.shape[0], dtype=dtype)
+        acc = None if V is None else xp.zeros((Yb.shape[0], V.shape[1]), dtype=dtype)
+        for c0 in range(0, n, cols):
+            logits = Yb @ X[c0:c0 + cols].T
+            logits += log_w[c0:c0 + cols]
+            block_max = logits.max(axis=1)
+            new_max = xp.maximum(run_max, block_max)
+            # Rows that have seen only zero weights keep max -inf; shift by 0 there to avoid inf - inf.
+            shift = xp.where(xp.isfinite(new_max), new_max, 0)
+            rescale = xp.exp(run_max - shift)
+            logits -= shift[:, None]
+            weights = xp.exp(logits, out=logits)
+            run_sum = run_sum * rescale + weights.sum(axis=1)
+            if acc is not None:
+                acc *= rescale[:, None]
+                acc += weights @ V[c0:c0 + cols]
+            run_max = new_max
+        empty = run_sum == 0
+        with np.errstate(divide="ignore"):
+            lse[r0:r0 + rows] = xp.where(empty, -xp.inf, xp.log(xp.where(empty, 1, run_sum)) + run_max)
+        if acc is not None:
+            out[r0:r0 + rows] = acc / xp.where(empty, 1, run_sum)[:, None]
+    return lse, out
+
+
+def lse_products_on(backend, Y, X, log_w, V=None, *, scale=1.0):
+    """Run the routine on a concrete backend ("numpy" | "numba" | "cupy").
+
+    Inputs are arrays of the backend's namespace except for ``"cupy"`` with host inputs,
+    which are copied to the GPU and the results copied back (array type in = type out).
+    """
+    if backend == "numba":
+        from ._numba.exact import lse_products as kernel
+
+        return kernel(Y, X, log_w, V, scale=scale)
+    if backend == "cupy":
+        from ._array import get_cupy, is_cupy_array
+
+        cp = get_cupy()
+        on_host = not is_cupy_array(Y)
+        args = [None if a is None else cp.asarray(a) for a in (Y, X, log_w, V)]
+        lse, out = lse_products(*args, scale=scale, xp=cp)
+        if on_host:
+            return lse.get(), (None if out is None else out.get())
+        return lse, out
+    return lse_products(Y, X, log_w, V, scale=scale, xp=np)
