@@ -82,7 +82,7 @@ def _render(module, results_dir: Path, outdir: Path) -> FigureOutcome:
     return FigureOutcome(module.NAME, "made", "", tuple(Path(p) for p in (paths or ())))
 
 
-def make_all(results_dir="results", outdir=None, *, names=None, directory=None, out=sys.stdout):
+def make_all(results_dir="results", outdir=None, *, names=None, directory=None, out=None):
     """Make every figure whose data exists; report each one on ``out``.
 
     Parameters
@@ -95,13 +95,14 @@ def make_all(results_dir="results", outdir=None, *, names=None, directory=None, 
         Only the scripts with these file stems (``fig_...``) or NAMEs.
     directory : str or path, optional
         Look for scripts here instead of in this package.
-    out : file, default sys.stdout
-        Where the one-line report of each figure goes.
+    out : file, optional
+        Where the one-line report of each figure goes (default: ``sys.stdout`` at call time).
 
     Returns
     -------
     list of FigureOutcome
     """
+    out = sys.stdout if out is None else out
     results_dir = Path(results_dir)
     outdir = results_dir / "figures" if outdir is None else Path(outdir)
     scripts = discover(directory)

@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def list_claims(out=sys.stdout) -> None:
+def list_claims(out=None) -> None:
     """Print every registered claim with its source and statement (or why it cannot be imported)."""
+    out = sys.stdout if out is None else out  # looked up at call time, so redirected stdout is honoured
     for name in claim_names():
         try:
             spec = load_claim(name)
@@ -151,6 +152,8 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in valid]
     if unknown:
         parser.error(f"--claims: unknown {', '.join(unknown)}; valid claims are: {', '.join(valid)}")
+    if args.seed < 0:
+        parser.error(f"--seed: got {args.seed}; pass a non-negative integer")
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs: got {args.jobs}; pass a positive number of processes (1 runs inline)")
 

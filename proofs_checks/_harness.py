@@ -14,6 +14,7 @@ The data a figure needs is carried in ``ClaimResult.figure_data`` and written by
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -63,7 +64,8 @@ def to_jsonable(value: Any) -> Any:
     Parameters
     ----------
     value : Any
-        A number, string, array, or nested dict/list/tuple of those.
+        A number, string, array, an object with a ``to_dict()`` method (:class:`BinomialTest`,
+        :class:`SlopeFit`), or nested dict/list/tuple of those.
 
     Returns
     -------
@@ -74,6 +76,8 @@ def to_jsonable(value: Any) -> Any:
     """
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
+    if hasattr(value, "to_dict") and not isinstance(value, type):  # BinomialTest, SlopeFit, ClaimResult
+        return to_jsonable(value.to_dict())
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
@@ -341,6 +345,7 @@ def critical_failures(trials, delta: float, alpha: float = 1e-6):
     return c if np.ndim(trials) else int(c)
 
 
+@functools.lru_cache(maxsize=256)  # verdict_from_binomial asks for the same few deltas over and over
 def trials_for_power(delta: float, alpha: float = 1e-6, factor: float = 4, power: float = 0.99,
                      max_trials: int = 10**8) -> int:
     """Smallest number of trials whose binomial test catches a ``factor * delta`` failure rate.

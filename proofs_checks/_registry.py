@@ -24,6 +24,12 @@ CLAIMS: dict[str, str] = {
     "exp_gaussian_identity": "proofs_checks.identities:EXP_GAUSSIAN_IDENTITY",
     "column_norm_formula": "proofs_checks.identities:COLUMN_NORM_FORMULA",
     "softmax_row_stochastic": "proofs_checks.identities:SOFTMAX_ROW_STOCHASTIC",
+    "lemma_3_1_amm_guarantee": "proofs_checks.lemma_3_1_amm:GUARANTEE",
+    "lemma_3_1_amm_scaling": "proofs_checks.lemma_3_1_amm:SCALING",
+    "theorem_3_2_composition": "proofs_checks.theorem_3_2_composition:SPEC",
+    "theorem_3_3_wexpkde": "proofs_checks.theorem_3_3_wexpkde:SPEC",
+    "theorem_3_4_attention": "proofs_checks.theorem_3_4_attention:SPEC",
+    "corollary_3_4_runtime": "proofs_checks.corollary_3_4_runtime:SPEC",
 }
 
 

@@ -148,11 +148,13 @@ def _result(**kw):
 
 
 def test_claim_result_to_dict_is_json_safe():
-    r = _result(measured={"err": np.float64(0.25), "n": np.int64(10), "arr": np.arange(3), "bad": np.inf},
-                figure_data={"x": np.arange(3)})
+    test = binomial_failure_test(1, 10, 0.1)
+    r = _result(measured={"err": np.float64(0.25), "n": np.int64(10), "arr": np.arange(3), "bad": np.inf,
+                          "test": test}, figure_data={"x": np.arange(3)})
     d = r.to_dict()
     text = json.dumps(d, allow_nan=False)
-    assert json.loads(text)["measured"] == {"err": 0.25, "n": 10, "arr": [0, 1, 2], "bad": "inf"}
+    assert json.loads(text)["measured"] == {"err": 0.25, "n": 10, "arr": [0, 1, 2], "bad": "inf",
+                                            "test": test.to_dict()}
     assert {"name", "claim", "source", "data", "measured", "expected", "verdict", "seeds"} <= set(d)
     assert "figure_data" not in d
 

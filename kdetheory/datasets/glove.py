@@ -35,7 +35,7 @@ GLOVE_SHAPE = (400_000, 50)
 _N_INSTANCES = 8
 _BLOCK = 16_384
 _VALUES_START = 2 * _N_INSTANCES * _BLOCK
-_QUERY_SCALE = 10.0 ** -0.25
+_QUERY_DIVISOR = 10.0 ** 0.25
 
 # Modules each real data set needs (import names, not distribution names).
 _REQUIREMENTS = {
@@ -46,7 +46,15 @@ _REQUIREMENTS = {
 
 def _missing(which):
     names = _REQUIREMENTS[which] if which != "all" else sum(_REQUIREMENTS.values(), ())
-    return [name for name in names if importlib.util.find_spec(name) is None]
+    return [name for name in names if not _importable(name)]
+
+
+def _importable(name):
+    # find_spec raises for a module blocked by sys.modules[name] = None; treat as missing.
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError, AttributeError):
+        return False
 
 
 def real_data_available(which="all"):
@@ -184,6 +192,6 @@ def glove_attention_instance(n=8192, *, instance=0, rng=None):
     instance = check_int("instance", instance, minimum=0, maximum=_N_INSTANCES - 1)
     as_generator(rng)  # validated only: a bad rng is still an error
     start = instance * _BLOCK
-    Q = glove_vectors(n, offset=start) * _QUERY_SCALE
+    Q = glove_vectors(n, offset=start) / _QUERY_DIVISOR
     V = glove_vectors(n, offset=_VALUES_START + start)
     return Q, Q.copy(), V

@@ -7,6 +7,7 @@ chosen here are the norms that enter the exponential.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 from scipy.optimize import brentq
@@ -33,9 +34,14 @@ _GLOVE_MEDIAN_NORM = 5.0
 _GLOVE_LOG_NORM_STD = 0.13
 _GLOVE_MEAN_COSINE = 0.5
 # The authors' GloVe demo divides Q (= K) by 10**0.25 (SPEC §7.1).
-_GLOVE_DEMO_SCALE = 10.0 ** -0.25
+_GLOVE_DEMO_DIVISOR = 10.0 ** 0.25
 # |<q, k>| <= _FLAT_LOGIT_BOUND in the "flat" regime.
 _FLAT_LOGIT_BOUND = 0.1
+
+
+def _is_finite_real(x):
+    """A real number (not a bool, not a string) that is finite."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _unit_rows(x):
@@ -97,8 +103,7 @@ def gaussian_mixture(n, d, *, n_clusters=8, cluster_std=0.1, radius=1.0, rng=Non
     n = check_int("n", n, minimum=1)
     d = check_int("d", d, minimum=1)
     n_clusters = check_int("n_clusters", n_clusters, minimum=1)
-    if not isinstance(cluster_std, (int, float, np.floating, np.integer)) or isinstance(cluster_std, bool) \
-            or not np.isfinite(cluster_std) or cluster_std < 0:
+    if not _is_finite_real(cluster_std) or cluster_std < 0:
         raise ValueError(f"cluster_std: got {cluster_std!r}; pass a finite number >= 0.")
     radius = check_positive("radius", radius)
     gen = as_generator(rng)
@@ -155,7 +160,7 @@ def attention_instance(n, d, *, kind="clustered", d_v=None, n_keys=None, rng=Non
       norms (median 5, log-sd 0.13, matching GloVe 6B-50d's first 8192 words), then
       ``Q <- Q / 10**0.25`` exactly as the authors' GloVe demo (SPEC §7.1). At n = 8192 the
       median max row entry is about 0.017 and the mean about 0.06 (real GloVe 6B-50d under
-      the same protocol: 0.020 and 0.060).
+      the same protocol: 0.020 and 0.060); at n = 1024-2048 the median is 0.06-0.08.
     * ``"far_queries"``: keys on 8 clusters with unit norm; queries from the same clusters
       shifted by one vector ``u`` with ``||u||^2 = 2 ln N``. The Gaussian-kernel density
       ``mu_i = (1/N) sum_j exp(-||q_i - k_j||^2 / 2)`` has median 0.4-0.6 / N (versus
@@ -215,7 +220,7 @@ def _glove_like_qk(gen, n, n_keys, d):
     a = _GLOVE_MEAN_COSINE
     directions = _unit_rows(a * mean_direction + math.sqrt(1.0 - a * a) * remainder)
     norms = _GLOVE_MEDIAN_NORM * np.exp(_GLOVE_LOG_NORM_STD * gen.standard_normal(n))
-    Q = directions * (norms * _GLOVE_DEMO_SCALE)[:, None]
+    Q = directions * (norms / _GLOVE_DEMO_DIVISOR)[:, None]
     return Q, Q.copy()
 
 
@@ -396,8 +401,7 @@ def matrix_with_stable_rank(n, m, srank, *, rng=None):
     n = check_int("n", n, minimum=1)
     m = check_int("m", m, minimum=1)
     k = min(n, m)
-    if isinstance(srank, bool) or not isinstance(srank, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(srank) or not 1.0 <= float(srank) <= k:
+    if not _is_finite_real(srank) or not 1.0 <= float(srank) <= k:
         raise ValueError(
             f"srank: got {srank!r}; pass a number between 1 and min(n, m) = {k} "
             "(stable rank is at least 1 and at most the rank)."

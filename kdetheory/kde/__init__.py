@@ -1,4 +1,18 @@
 """Kernel density estimation: exact sums and the fast estimators of Theorem 2.1."""
-from .exact import exp_kde, gaussian_kde
+from ._base import KDEEstimator, KDEResult, PreprocessingCost
+from .ckns import CKNSKDE
+from .exact import ExactKDE, exp_kde, gaussian_kde
+from .hbe import HashingBasedKDE
+from .sampling import RandomSamplingKDE
 
-__all__ = ["exp_kde", "gaussian_kde"]
+__all__ = [
+    "CKNSKDE",
+    "ExactKDE",
+    "HashingBasedKDE",
+    "KDEEstimator",
+    "KDEResult",
+    "PreprocessingCost",
+    "RandomSamplingKDE",
+    "exp_kde",
+    "gaussian_kde",
+]

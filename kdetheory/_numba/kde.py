@@ -1,0 +1,128 @@
+"""numba kernels of the hashing-based estimators: per (query, table) bucket work as plain loops.
+
+They receive the bucket found for every (table, query) and the uniforms drawn on the host, so
+they reproduce the NumPy reference draw for draw (same member, same kernel value).
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .. import _config
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_TINY = np.finfo(np.float64).tiny
+
+
+@numba.njit(fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
+def log_p1(c):
+    """log of the p-stable collision probability p1(c) (0 at c = 0)."""
+    if c <= 0.0:
+        return 0.0
+    p = math.erf(1.0 / (math.sqrt(2.0) * c)) + _SQRT_2_OVER_PI * c * math.expm1(-0.5 / (c * c))
+    return math.log(max(p, _TINY))
+
+
+@numba.njit(fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
+def _sqdist(X, a, Y, i):
+    s = 0.0
+    for k in range(X.shape[1]):
+        t = X[a, k] - Y[i, k]
+        s += t * t
+    return s
+
+
+@numba.njit(parallel=_config.NUMBA_PARALLEL, fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
+def hbe_sample(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight, bucket, u,
+               size, n_concat, width):
+    """One weighted draw per bucket: Z[i, t] = (W_B / size) k(x, q) / p(x, q)."""
+    T, m = bucket.shape
+    Z = np.zeros((m, T))
+    kev = np.zeros(m, dtype=np.int64)
+    for i in numba.prange(m):
+        for t in range(T):
+            b = bucket[t, i]
+            if b < 0:
+                continue
+            base = t * size
+            target = (b - bucket_ptr[t]) + u[t, i]
+            lo, hi = base, base + size
+            while lo < hi:  # first position with cdf_key > target (searchsorted "right")
+                mid = (lo + hi) // 2
+                if cdf_key[mid] <= target:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            pos = min(max(lo, first[b]), last[b] - 1)
+            r2 = _sqdist(Xs, members[pos], Ys, i)
+            kev[i] += 1
+            Z[i, t] = bucket_weight[b] / size * math.exp(-r2 - n_concat * log_p1(math.sqrt(r2) / width))
+    return Z, kev
+
+
+@numba.njit(parallel=_config.NUMBA_PARALLEL, fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
+def hbe_bucket(Xs, Ys, weights, members, first, last, bucket, size, n_concat, width):
+    """Whole bucket: Z[i, t] = (1/size) sum_{x in B} w_x k(x, q) / p(x, q)."""
+    T, m = bucket.shape
+    Z = np.zeros((m, T))
+    kev = np.zeros(m, dtype=np.int64)
+    for i in numba.prange(m):
+        for t in range(T):
+            b = bucket[t, i]
+            if b < 0:
+                continue
+            acc = 0.0
+            for pos in range(first[b], last[b]):
+                a = members[pos]
+                r2 = _sqdist(Xs, a, Ys, i)
+                acc += weights[a] * math.exp(-r2 - n_concat * log_p1(math.sqrt(r2) / width))
+            kev[i] += last[b] - first[b]
+            Z[i, t] = acc / size
+    return Z, kev
+
+
+@numba.njit(parallel=_config.NUMBA_PARALLEL, fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
+def ckns_shell(Xs, Ys, coef, members, first, last, bucket, r2_lo, r2_hi, n_concat, width, n_tables):
+    """Sum of coef_x k(x, q) / P_found(x) over the distinct points found in any table that lie in
+    the shell r2_lo <= r^2 < r2_hi; P_found = 1 - (1 - p1^k)^L."""
+    T, m = bucket.shape
+    Z = np.zeros(m)
+    kev = np.zeros(m, dtype=np.int64)
+    for i in numba.prange(m):
+        total = 0
+        for t in range(T):
+            b = bucket[t, i]
+            if b >= 0:
+                total += last[b] - first[b]
+        cand = np.empty(total, dtype=np.int64)
+        c = 0
+        for t in range(T):
+            b = bucket[t, i]
+            if b >= 0:
+                for pos in range(first[b], last[b]):
+                    cand[c] = pos
+                    c += 1
+        # dedupe by data index (a point found in several tables counts once)
+        keys = np.empty(total, dtype=np.int64)
+        for c in range(total):
+            keys[c] = members[cand[c]]
+        order = np.argsort(keys, kind="mergesort")
+        acc = 0.0
+        prev = -1
+        for c in range(total):
+            pos = cand[order[c]]
+            a = members[pos]
+            if a == prev:
+                continue
+            prev = a
+            kev[i] += 1
+            r2 = _sqdist(Xs, a, Ys, i)
+            if r2 < r2_lo or r2 >= r2_hi:
+                continue
+            p = math.exp(n_concat * log_p1(math.sqrt(r2) / width))
+            found = -math.expm1(n_tables * math.log1p(-min(p, 1.0)))
+            acc += coef[pos] * math.exp(-r2) / found
+        Z[i] = acc
+    return Z, kev

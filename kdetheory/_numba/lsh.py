@@ -1,0 +1,44 @@
+"""numba twin of :meth:`kdetheory.lsh.euclidean.BucketTables.lookup`: binary search on the
+64-bit key mix, then an exact comparison of the integer key (no silent collisions)."""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .. import _config
+
+
+@numba.njit(parallel=_config.NUMBA_PARALLEL, fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
+def _lookup(q_mix, q_codes, bucket_ptr, bucket_mix, bucket_key):
+    T, m, k = q_codes.shape
+    out = np.full((T, m), -1, dtype=np.int64)
+    for t in numba.prange(T):
+        lo0 = bucket_ptr[t]
+        hi0 = bucket_ptr[t + 1]
+        for i in range(m):
+            target = q_mix[t, i]
+            lo, hi = lo0, hi0
+            while lo < hi:  # first bucket whose mix is >= target
+                mid = (lo + hi) // 2
+                if bucket_mix[mid] < target:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            b = lo
+            while b < hi0 and bucket_mix[b] == target:
+                same = True
+                for j in range(k):
+                    if bucket_key[b, j] != q_codes[t, i, j]:
+                        same = False
+                        break
+                if same:
+                    out[t, i] = b
+                    break
+                b += 1
+    return out
+
+
+def lookup_buckets(q_mix, q_codes, bucket_ptr, bucket_mix, bucket_key):
+    """Global bucket index of each (table, query), ``-1`` when absent; host arrays only."""
+    return _lookup(np.ascontiguousarray(q_mix), np.ascontiguousarray(q_codes, dtype=np.int64),
+                   bucket_ptr, bucket_mix, np.ascontiguousarray(bucket_key))

@@ -1,0 +1,73 @@
+"""Shared pieces of the baselines: the result type, input flattening, positive random features."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._blocks import _rows_per_chunk  # noqa: F401  (re-exported for the baseline modules)
+from ..exact import check_qkv
+
+
+@dataclass(frozen=True)
+class ApproxResult:
+    """Output of an approximate attention baseline (arrays of the input's array type).
+
+    Attributes
+    ----------
+    output : (..., n_q, d_v) array
+        The approximation of ``D^-1 A V``.
+    log_row_sums : (..., n_q) array or None
+        ``log`` of the method's estimate of ``D_ii`` where it has one (None for Nystrom,
+        whose normalisation is built into its three softmax factors).
+    cost : dict
+        ``feature_dimension`` (the budget convention of SPEC 7.1), ``flops`` and the
+        method's own counts (features, samples, exact entries, rounds).
+    """
+
+    output: object
+    log_row_sums: object = None
+    cost: dict = field(default_factory=dict)
+
+
+def prepare(Q, K, V, scale):
+    """Validate and flatten to (B, n, d); returns Qb (pre-scaled by ``scale``), Kb, Vb, lead, xp."""
+    Q, K, V, xp, scale = check_qkv(Q, K, V, scale=scale)
+    lead = Q.shape[:-2]
+    Qb = Q.reshape((-1,) + Q.shape[-2:]) * Q.dtype.type(scale)
+    Kb = K.reshape((-1,) + K.shape[-2:])
+    Vb = V.reshape((-1,) + V.shape[-2:])
+    return Qb, Kb, Vb, lead, xp
+
+
+def with_ones(Vb, xp):
+    """``[V, 1]``: the ones column carries the normaliser through the same product."""
+    return xp.concatenate([Vb, xp.ones(Vb.shape[:-1] + (1,), dtype=Vb.dtype)], axis=-1)
+
+
+def random_directions(n_features, d, orthogonal, gen):
+    """Performer directions w_1..w_m (m x d, host float64).
+
+    Gaussian: i.i.d. N(0, I_d). Orthogonal (FAVOR+): blocks of d exactly orthogonal rows (QR of
+    a Gaussian matrix), each row rescaled to the norm of an independent N(0, I_d) vector, so
+    every row is still marginally N(0, I_d) and the estimator stays unbiased.
+    """
+    if not orthogonal:
+        return gen.standard_normal((n_features, d))
+    blocks = []
+    for _ in range(math.ceil(n_features / d)):
+        q, r = np.linalg.qr(gen.standard_normal((d, d)))
+        # Fix the column signs (sign of diag R) so that q is Haar-distributed: LAPACK's
+        # Householder convention otherwise biases the direction of every column.
+        blocks.append((q * np.sign(np.diag(r))).T)
+    W = np.concatenate(blocks)[:n_features]
+    norms = np.linalg.norm(gen.standard_normal((n_features, d)), axis=1)
+    return W * norms[:, None]
+
+
+def log_positive_features(X, W, xp):
+    """``log phi(x) = W x - ||x||^2 / 2 - log(m)/2``, shape (B, n, m) (positive random features)."""
+    m = W.shape[0]
+    Wx = xp.asarray(W).astype(X.dtype)
+    return X @ Wx.T - 0.5 * (X * X).sum(axis=-1, keepdims=True) - X.dtype.type(0.5 * math.log(m))

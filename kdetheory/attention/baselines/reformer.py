@@ -1,0 +1,161 @@
+"""Reformer's LSH attention (Kitaev, Kaiser, Levskaya, ICLR 2020), on the target A = exp(Q K^T)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..._rng import as_generator
+from ..._validation import check_int
+from .._blocks import BlockPartition, _rows_per_chunk
+from ._common import ApproxResult, prepare, with_ones
+
+_SELF_LOGIT = -1e5  # Reformer's "mask self unless there is no other target": a very small logit
+
+
+def _angular_buckets(X, rotation, xp):
+    """Reformer's hash: argmax over [x R, -x R] (n_buckets = 2 * columns of R)."""
+    proj = X @ xp.asarray(rotation).astype(X.dtype)
+    return xp.argmax(xp.concatenate([proj, -proj], axis=-1), axis=-1).astype(np.int64)
+
+
+def _sort(h, xp):
+    n = h.shape[-1]
+    return xp.argsort(h * n + xp.arange(n, dtype=np.int64), axis=-1)  # ties keep sequence order
+
+
+def _scatter(values_sorted, perm, xp):
+    """Inverse of gathering by ``perm``: out[b, perm[b, u]] = values_sorted[b, u]."""
+    out = xp.empty_like(values_sorted)
+    out[xp.arange(perm.shape[0])[:, None], perm] = values_sorted
+    return out
+
+
+def _window(part):
+    """Keys each query block sees: its own block and the previous one (cyclically), padded."""
+    qi, q_ok, ki, k_ok = part.padded_indices()
+    nb = part.n_blocks
+    if nb > 1:
+        prev = (np.arange(nb) - 1) % nb
+        ki, k_ok = np.concatenate([ki, ki[prev]], axis=1), np.concatenate([k_ok, k_ok[prev]], axis=1)
+    return qi, q_ok, ki, k_ok
+
+
+def reformer(Q, K, V, *, bucket_size, n_rounds=8, n_buckets=None, shared_qk=False, scale=1.0, rng=None):
+    """Reformer LSH attention: hash, sort, chunked attention with look-back, rounds merged.
+
+    Parameters
+    ----------
+    Q : (..., n_q, d) array
+    K : (..., n_k, d) array
+    V : (..., n_k, d_v) array
+    bucket_size : int in 1..n_k
+        Chunk size b; every query attends to the keys of its chunk and of the previous chunk
+        (2b keys per round). Budget F gives b = F/2 (SPEC 7.1), feature dimension 2b = F.
+    n_rounds : int >= 1, default 8
+        Independent hashing rounds (the authors' comparison used 8 hashes).
+    n_buckets : int, optional
+        Even number of hash buckets; default ``2 ceil(n_k / (2 b))`` (average bucket ~ chunk).
+    shared_qk : bool, default False
+        Reformer's own convention (use when K is Q): keys are the normalised queries
+        ``q_j / ||q_j||`` (K is ignored) and a query attends to itself only when it has no
+        other target. Default False: the same target ``A = exp(scale Q K^T)`` as every other
+        method, with the given K (queries and keys hashed by the same rotation).
+    scale : float, default 1.0
+    rng : None, int, SeedSequence or Generator
+        Draws the random rotations (shared by every sequence of the batch).
+
+    Returns
+    -------
+    ApproxResult
+        ``output``, ``log_row_sums`` (log of the sum over the attended union), ``cost``.
+
+    Notes
+    -----
+    A heuristic (no guarantee): each query's softmax is restricted to the union of the keys it
+    meets over the rounds. Rounds are merged by log-sum-exp, and a key met in c rounds has its
+    logit lowered by log c, so the result is exactly the softmax over that union. Queries and
+    keys are sorted by (bucket, position) and cut into the same blocks as KDEformer's
+    (``BlockPartition``: no block straddles two sequences). The authors' Figure 4 wrapper
+    used ``shared_qk`` with normalised keys and the self mask, which changes the target
+    being approximated (and penalises Reformer); here that is opt-in.
+
+    References
+    ----------
+    Kitaev, Kaiser, Levskaya, "Reformer: the efficient transformer", ICLR 2020, Section 2;
+    KDEformer (ICML 2023), Figure 4 baseline (SPEC 7.0-7.1).
+    """
+    Qb, Kb, Vb, lead, xp = prepare(Q, K, V, scale)
+    B, n_q, d = Qb.shape
+    n_k, dv = Kb.shape[1], Vb.shape[-1]
+    b = check_int("bucket_size", bucket_size, minimum=1, maximum=n_k)
+    R = check_int("n_rounds", n_rounds, minimum=1)
+    if shared_qk:
+        if n_q != n_k:
+            raise ValueError(f"shared_qk: got True with n_q={n_q} != n_k={n_k}; shared-QK attention needs K = Q.")
+        raw = Q.reshape(Qb.shape)
+        Kb = raw / xp.sqrt((raw * raw).sum(axis=-1, keepdims=True) + np.finfo(raw.dtype).tiny)
+    nh = 2 * math.ceil(n_k / (2 * b)) if n_buckets is None else check_int("n_buckets", n_buckets, minimum=2)
+    if nh % 2:
+        raise ValueError(f"n_buckets: got {nh}; pass an even number (buckets come from argmax over [xR, -xR]).")
+    gen = as_generator(rng)
+    V1 = with_ones(Vb, xp)
+    part = BlockPartition.build(n_q, n_k, b)
+    qi, q_ok, wi, w_ok = (xp.asarray(a) for a in _window(part))
+    nb, q_max, width = part.n_blocks, qi.shape[1], wi.shape[1]
+    k_chunk_sorted = xp.asarray(np.arange(n_k) // b)
+    q_chunk_sorted = xp.asarray(part.q_block)
+
+    perms, q_chunk, k_chunk = [], [], []
+    for _ in range(R):
+        rot = gen.standard_normal((d, nh // 2))
+        pq, pk = _sort(_angular_buckets(Qb, rot, xp), xp), _sort(_angular_buckets(Kb, rot, xp), xp)
+        perms.append((pq, pk))
+        q_chunk.append(_scatter(xp.broadcast_to(q_chunk_sorted, (B, n_q)).copy(), pq, xp))
+        k_chunk.append(_scatter(xp.broadcast_to(k_chunk_sorted, (B, n_k)).copy(), pk, xp))
+
+    lse = xp.empty((R, B, n_q), dtype=Qb.dtype)
+    outs = xp.empty((R, B, n_q, dv), dtype=Qb.dtype)
+    key_pad = xp.where(w_ok, 0, -xp.inf).astype(Qb.dtype)
+    step = _rows_per_chunk(B * nb, q_max * width, Qb.dtype.itemsize, temporaries=3 + R)
+    for r, (pq, pk) in enumerate(perms):
+        lse_s = xp.empty((B, n_q), dtype=Qb.dtype)
+        acc_s = xp.empty((B, n_q, dv + 1), dtype=Qb.dtype)
+        for c0 in range(0, B * nb, step):
+            flat = np.arange(c0, min(c0 + step, B * nb))
+            bi, ti = xp.asarray(flat // nb), xp.asarray(flat % nb)
+            oq, ok = pq[bi[:, None], qi[ti]], pk[bi[:, None], wi[ti]]  # original indices
+            logits = Qb[bi[:, None], oq] @ xp.swapaxes(Kb[bi[:, None], ok], -1, -2)
+            if shared_qk:
+                logits = xp.where(oq[:, :, None] == ok[:, None, :], Qb.dtype.type(_SELF_LOGIT), logits)
+            # Multiplicity of (query, key) over all rounds: key in the query's window in round r'.
+            count = xp.zeros(logits.shape, dtype=Qb.dtype)
+            for qc, kc in zip(q_chunk, k_chunk):
+                cq = qc[bi[:, None], oq][:, :, None]
+                ck = kc[bi[:, None], ok][:, None, :]
+                count += (ck == cq) | ((nb > 1) & (ck == (cq - 1) % nb))
+            # Padding keys (clipped indices) may count 0: floor at 1, key_pad removes them anyway.
+            logits = logits - xp.log(xp.maximum(count, 1)) + key_pad[ti][:, None, :]
+            mx = logits.max(axis=-1)
+            acc = xp.exp(logits - mx[..., None]) @ V1[bi[:, None], ok]
+            keep = q_ok[ti]
+            bsel = xp.broadcast_to(bi[:, None], keep.shape)[keep]
+            rows = qi[ti][keep]
+            lse_s[bsel, rows] = (mx + xp.log(acc[..., dv]))[keep]
+            acc_s[bsel, rows] = acc[keep]
+        lse[r] = _scatter(lse_s, pq, xp)
+        outs[r] = _scatter(acc_s[..., :dv] / acc_s[..., dv:], pq, xp)
+    top = lse.max(axis=0)
+    w = xp.exp(lse - top)
+    log_d = top + xp.log(w.sum(axis=0))
+    out = (w[..., None] * outs).sum(axis=0) / w.sum(axis=0)[..., None]
+    entries = B * R * int(np.sum(np.diff(part.q_start) * _window(part)[3].sum(axis=1)))
+    cost = {
+        "feature_dimension": int(width),
+        "bucket_size": b,
+        "n_rounds": R,
+        "n_buckets": nh,
+        "exact_entries": entries,
+        "flops": {"hashing": 2 * B * R * (n_q + n_k) * d * (nh // 2), "attention": 2 * entries * (d + dv + 1)},
+    }
+    return ApproxResult(output=out.reshape(lead + (n_q, dv)), log_row_sums=log_d.reshape(lead + (n_q,)), cost=cost)
