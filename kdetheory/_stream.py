@@ -33,57 +33,68 @@ def lse_products(Y, X, log_w, V=None, *, scale=1.0, xp=np):
 
     Parameters
     ----------
-    Y : (m, d) array
-    X : (n, d) array
-    log_w : (n,) array
+    Y : (..., m, d) array
+    X : (..., n, d) array
+    log_w : (..., n) array
         Log-weights; ``-inf`` marks a point with weight zero (it contributes nothing).
-    V : (n, p) array, optional
+    V : (..., n, p) array, optional
     scale : float
     xp : module
         numpy or cupy.
 
+    Leading (batch, head) axes must agree; they are processed together by batched matrix
+    products (no Python loop over them), and count towards the chunk budget.
+
     Returns
     -------
-    lse : (m,) array
+    lse : (..., m) array
         ``-inf`` for a query whose every weight is zero.
-    out : (m, p) array or None
+    out : (..., m, p) array or None
         Zero rows where ``lse`` is ``-inf``.
     """
-    m, n = Y.shape[0], X.shape[0]
+    lead = Y.shape[:-2]
+    m, n = Y.shape[-2], X.shape[-2]
+    batch = int(np.prod(lead, dtype=np.int64)) if lead else 1
     dtype = Y.dtype
-    rows, cols = block_shape(m, n, dtype.itemsize)
-    lse = xp.empty(m, dtype=dtype)
-    out = None if V is None else xp.empty((m, V.shape[1]), dtype=dtype)
+    rows, cols = block_shape(m * batch, n, dtype.itemsize)
+    rows = max(1, rows // batch)
+    # A ones column appended to V makes the row sums come out of the second matrix product:
+    # one pass over the block fewer than a separate sum.
+    ones = xp.ones(X.shape[:-1] + (1,), dtype=dtype)
+    V1 = ones if V is None else xp.concatenate([V.astype(dtype, copy=False), ones], axis=-1)
+    if xp is np:
+        def shifted_exp_(block, shift):
+            np.subtract(block, shift[..., None], out=block)
+            return np.exp(block, out=block)
+    else:
+        from ._cupy.fused import shifted_exp_
+    lse = xp.empty(lead + (m,), dtype=dtype)
+    out = None if V is None else xp.empty(lead + (m, V.shape[-1]), dtype=dtype)
     for r0 in range(0, m, rows):
-        Yb = Y[r0:r0 + rows] * dtype.type(scale)
-        run_max = xp.full(Yb.shape[0], -xp.inf, dtype=dtype)
-        run_sum = xp.zeros(Yb.shape[0], dtype=dtype)
-        acc = None if V is None else xp.zeros((Yb.shape[0], V.shape[1]), dtype=dtype)
+        Yb = Y[..., r0:r0 + rows, :] * dtype.type(scale)
+        shape = Yb.shape[:-1]
+        run_max = xp.full(shape, -xp.inf, dtype=dtype)
+        acc = xp.zeros(shape + (V1.shape[-1],), dtype=dtype)  # [sum_j w_ij v_j, sum_j w_ij]
         for c0 in range(0, n, cols):
-            logits = Yb @ X[c0:c0 + cols].T
-            logits += log_w[c0:c0 + cols]
-            block_max = logits.max(axis=1)
-            new_max = xp.maximum(run_max, block_max)
+            logits = Yb @ xp.swapaxes(X[..., c0:c0 + cols, :], -1, -2)
+            logits += log_w[..., None, c0:c0 + cols]
+            new_max = xp.maximum(run_max, logits.max(axis=-1))
             # Rows that have seen only zero weights keep max -inf; shift by 0 there to avoid inf - inf.
             shift = xp.where(xp.isfinite(new_max), new_max, 0)
-            rescale = xp.exp(run_max - shift)
-            logits -= shift[:, None]
-            weights = xp.exp(logits, out=logits)
-            run_sum = run_sum * rescale + weights.sum(axis=1)
-            if acc is not None:
-                acc *= rescale[:, None]
-                acc += weights @ V[c0:c0 + cols]
+            acc *= xp.exp(run_max - shift)[..., None]
+            acc += shifted_exp_(logits, shift) @ V1[..., c0:c0 + cols, :]
             run_max = new_max
+        run_sum = acc[..., -1]
         empty = run_sum == 0
         with np.errstate(divide="ignore"):
-            lse[r0:r0 + rows] = xp.where(empty, -xp.inf, xp.log(xp.where(empty, 1, run_sum)) + run_max)
-        if acc is not None:
-            out[r0:r0 + rows] = acc / xp.where(empty, 1, run_sum)[:, None]
+            lse[..., r0:r0 + rows] = xp.where(empty, -xp.inf, xp.log(xp.where(empty, 1, run_sum)) + run_max)
+        if out is not None:
+            out[..., r0:r0 + rows, :] = acc[..., :-1] / xp.where(empty, 1, run_sum)[..., None]
     return lse, out
 
 
 def lse_products_on(backend, Y, X, log_w, V=None, *, scale=1.0):
-    """Run the routine on a concrete backend ("numpy" | "numba" | "cupy").
+    """Run the routine on a concrete backend ("numpy" | "numba" | "cupy"); leading axes allowed.
 
     Inputs are arrays of the backend's namespace except for ``"cupy"`` with host inputs,
     which are copied to the GPU and the results copied back (array type in = type out).

@@ -35,18 +35,29 @@ def run(size="quick", rng=0, backend="auto") -> ClaimResult:
         kde_work, total = zip(*(work(n, kde, gens[k * len(sizes) + i], backend) for i, n in enumerate(sizes)))
         fit = slope_fit(sizes, kde_work)
         measured[kde] = {"exponent": fit.slope, "exponent_ci": [fit.ci_low, fit.ci_high],
-                         "work_over_n2_at_largest": float(total[-1]) / sizes[-1] ** 2}
+                         "kde_work_over_exact_at_largest": float(kde_work[-1]) / (2 * sizes[-1] ** 2)}
         curves[kde] = np.array(total, dtype=float)
     sub = [measured[k]["exponent_ci"][1] < 2 for k in KDES]
     above = [measured[k]["exponent_ci"][0] >= 2 for k in KDES]
-    verdict = "holds" if any(sub) else ("fails" if all(above) else "inconclusive")
+    # When the KDEs' sample budgets exceed the class sizes they evaluate exactly (the
+    # Theorem-2.1 constants eps^-2 log(n/delta) mu^-tau are larger than n): the asymptotic
+    # exponent is then not observable at these sizes, which is not evidence against it.
+    exact_regime = all(measured[k]["kde_work_over_exact_at_largest"] >= 0.9 for k in KDES)
+    if any(sub):
+        verdict = "holds"
+    elif exact_regime:
+        verdict = "inconclusive"
+    else:
+        verdict = "fails" if all(above) else "inconclusive"
     return ClaimResult(
         name="corollary_3_4_runtime", source="Corollary 3.4",
         claim="For max ||q - k||^2 <= c ln n, KDEformer's work grows sub-quadratically in n",
         data=f"bounded-diameter synthetic, c = {C_DIAMETER}, d = 16, m = {M}, n in {sizes}",
         measured=measured, expected="fitted exponent of the KDE work < 2 (theory: 1 + c tau, tau = 1 for sampling, about 1/2 for HBE)",
         verdict=verdict, seeds=[rng],
-        details="holds when at least one KDE backend's exponent is below 2 with 95% confidence; per-backend numbers above.",
+        details=("holds when at least one KDE backend's exponent is below 2 with 95% confidence. "
+                 + ("At every size here the KDE sample budgets exceeded n, so both KDE stages ran exactly "
+                    "(work / exact >= 0.9): the sub-quadratic regime starts beyond these n." if exact_regime else "")),
         figure_data={"n": np.array(sizes), **{f"work_{k}": v for k, v in curves.items()}},
     )
 

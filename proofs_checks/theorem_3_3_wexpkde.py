@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kdetheory.kde import exp_kde
+from kdetheory.attention.kdeformer import diameter_bound
 from kdetheory.kde.weighted_exp import WeightedExpKDE
 
 from . import _instances
@@ -16,7 +17,8 @@ ESTIMATORS = ("exact", "sampling", "hbe", "ckns")
 
 def wexpkde_failures(X, Y, log_v, estimator, gen, backend="auto"):
     """(failures, queries, mean kernel evaluations per query, classes) for one build."""
-    kde = WeightedExpKDE(X, log_weights=log_v, eps=EPS, delta=DELTA, estimator=estimator, rng=gen, backend=backend)
+    kde = WeightedExpKDE(X, log_weights=log_v, eps=EPS, delta=DELTA, estimator=estimator, rng=gen, backend=backend,
+                         diameter=diameter_bound(Y, X))
     res = kde.query(Y)
     exact = exp_kde(X, Y, weights=np.exp(log_v), log=True)
     rel = np.abs(np.expm1(np.asarray(res.log_estimate) - exact))

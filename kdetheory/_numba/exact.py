@@ -12,22 +12,24 @@ from .. import _config
 
 @numba.njit(parallel=_config.NUMBA_PARALLEL, fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
 def _lse_products(Y, X, log_w, V, scale, with_values):
-    m, d = Y.shape
-    n = X.shape[0]
-    p = V.shape[1]
-    lse = np.empty(m, dtype=Y.dtype)
-    out = np.zeros((m, p), dtype=Y.dtype)
-    for i in numba.prange(m):
+    B, m, d = Y.shape
+    n = X.shape[1]
+    p = V.shape[2]
+    lse = np.empty((B, m), dtype=Y.dtype)
+    out = np.zeros((B, m, p), dtype=Y.dtype)
+    for bi in numba.prange(B * m):
+        b = bi // m
+        i = bi - b * m
         run_max = -np.inf
         run_sum = 0.0
         acc = np.zeros(p, dtype=Y.dtype)
         for j in range(n):
-            lw = log_w[j]
+            lw = log_w[b, j]
             if lw == -np.inf:
                 continue
             t = 0.0
             for k in range(d):
-                t += Y[i, k] * X[j, k]
+                t += Y[b, i, k] * X[b, j, k]
             t = scale * t + lw
             if t > run_max:
                 # Rescale what was accumulated under the old maximum (never overflows).
@@ -41,24 +43,32 @@ def _lse_products(Y, X, log_w, V, scale, with_values):
             run_sum += e
             if with_values:
                 for k in range(p):
-                    acc[k] += e * V[j, k]
+                    acc[k] += e * V[b, j, k]
         if run_sum == 0.0:
-            lse[i] = -np.inf
+            lse[b, i] = -np.inf
         else:
-            lse[i] = run_max + math.log(run_sum)
+            lse[b, i] = run_max + math.log(run_sum)
             if with_values:
                 for k in range(p):
-                    out[i, k] = acc[k] / run_sum
+                    out[b, i, k] = acc[k] / run_sum
     return lse, out
 
 
 def lse_products(Y, X, log_w, V=None, *, scale=1.0):
-    """Same contract as :func:`kdetheory._stream.lse_products` (host arrays only)."""
+    """Same contract as :func:`kdetheory._stream.lse_products` (host arrays only).
+
+    Leading axes are flattened into one batch axis; the kernel parallelises over
+    (batch, query) pairs, so there is no Python loop over heads.
+    """
     dtype = Y.dtype
+    lead = Y.shape[:-2]
+    m, n = Y.shape[-2], X.shape[-2]
     with_values = V is not None
-    Vk = V if with_values else np.zeros((X.shape[0], 1), dtype=dtype)
+    Vk = V if with_values else np.zeros(X.shape[:-1] + (1,), dtype=dtype)
     lse, out = _lse_products(
-        np.ascontiguousarray(Y), np.ascontiguousarray(X), np.ascontiguousarray(log_w, dtype=dtype),
-        np.ascontiguousarray(Vk, dtype=dtype), dtype.type(scale), with_values,
+        np.ascontiguousarray(Y.reshape(-1, m, Y.shape[-1])), np.ascontiguousarray(X.reshape(-1, n, X.shape[-1])),
+        np.ascontiguousarray(log_w.reshape(-1, n), dtype=dtype),
+        np.ascontiguousarray(Vk.reshape(-1, n, Vk.shape[-1]), dtype=dtype), dtype.type(scale), with_values,
     )
-    return lse, (out if with_values else None)
+    lse = lse.reshape(lead + (m,))
+    return lse, (out.reshape(lead + (m, out.shape[-1])) if with_values else None)

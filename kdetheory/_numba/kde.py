@@ -11,6 +11,7 @@ import numba
 import numpy as np
 
 from .. import _config
+from .lsh import PARALLEL_MIN_WORK, _jit_pair
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _TINY = np.finfo(np.float64).tiny
@@ -19,8 +20,8 @@ _TINY = np.finfo(np.float64).tiny
 @numba.njit(fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
 def log_p1(c):
     """log of the p-stable collision probability p1(c) (0 at c = 0)."""
-    if c <= 0.0:
-        return 0.0
+    if c < 1e-100:  # p1(c) = 1 - sqrt(2/pi) c + O(c^3); also avoids 1/c^2 overflow
+        return -_SQRT_2_OVER_PI * c
     p = math.erf(1.0 / (math.sqrt(2.0) * c)) + _SQRT_2_OVER_PI * c * math.expm1(-0.5 / (c * c))
     return math.log(max(p, _TINY))
 
@@ -34,8 +35,7 @@ def _sqdist(X, a, Y, i):
     return s
 
 
-@numba.njit(parallel=_config.NUMBA_PARALLEL, fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
-def hbe_sample(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight, bucket, u,
+def _hbe_sample(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight, bucket, u,
                size, n_concat, width):
     """One weighted draw per bucket: Z[i, t] = (W_B / size) k(x, q) / p(x, q)."""
     T, m = bucket.shape
@@ -62,8 +62,7 @@ def hbe_sample(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight,
     return Z, kev
 
 
-@numba.njit(parallel=_config.NUMBA_PARALLEL, fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
-def hbe_bucket(Xs, Ys, weights, members, first, last, bucket, size, n_concat, width):
+def _hbe_bucket(Xs, Ys, weights, members, first, last, bucket, size, n_concat, width):
     """Whole bucket: Z[i, t] = (1/size) sum_{x in B} w_x k(x, q) / p(x, q)."""
     T, m = bucket.shape
     Z = np.zeros((m, T))
@@ -83,8 +82,7 @@ def hbe_bucket(Xs, Ys, weights, members, first, last, bucket, size, n_concat, wi
     return Z, kev
 
 
-@numba.njit(parallel=_config.NUMBA_PARALLEL, fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
-def ckns_shell(Xs, Ys, coef, members, first, last, bucket, r2_lo, r2_hi, n_concat, width, n_tables):
+def _ckns_shell(Xs, Ys, coef, members, first, last, bucket, r2_lo, r2_hi, n_concat, width, n_tables):
     """Sum of coef_x k(x, q) / P_found(x) over the distinct points found in any table that lie in
     the shell r2_lo <= r^2 < r2_hi; P_found = 1 - (1 - p1^k)^L."""
     T, m = bucket.shape
@@ -126,3 +124,29 @@ def ckns_shell(Xs, Ys, coef, members, first, last, bucket, r2_lo, r2_hi, n_conca
             acc += coef[pos] * math.exp(-r2) / found
         Z[i] = acc
     return Z, kev
+
+
+_PAIRS = {name: _jit_pair(func) for name, func in
+          (("hbe_sample", _hbe_sample), ("hbe_bucket", _hbe_bucket), ("ckns_shell", _ckns_shell))}
+
+
+def _pick(name, bucket):
+    serial, parallel = _PAIRS[name]
+    return parallel if bucket.size >= PARALLEL_MIN_WORK else serial
+
+
+def hbe_sample(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight, bucket, u, size, n_concat, width):
+    """One weighted draw per bucket: returns ((m, T) samples, (m,) kernel evaluations)."""
+    return _pick("hbe_sample", bucket)(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight,
+                                       bucket, u, size, n_concat, width)
+
+
+def hbe_bucket(Xs, Ys, weights, members, first, last, bucket, size, n_concat, width):
+    """Whole-bucket samples: returns ((m, T) samples, (m,) kernel evaluations)."""
+    return _pick("hbe_bucket", bucket)(Xs, Ys, weights, members, first, last, bucket, size, n_concat, width)
+
+
+def ckns_shell(Xs, Ys, coef, members, first, last, bucket, r2_lo, r2_hi, n_concat, width, n_tables):
+    """One CKNS shell: returns ((m,) sums over distinct found points in the shell, (m,) kernel evaluations)."""
+    return _pick("ckns_shell", bucket)(Xs, Ys, coef, members, first, last, bucket, r2_lo, r2_hi, n_concat,
+                                       width, n_tables)

@@ -8,7 +8,17 @@ import numpy as np
 from .. import _config
 
 
-@numba.njit(parallel=_config.NUMBA_PARALLEL, fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
+#: below this many (table, query) pairs a kernel runs serially: launching the thread pool costs
+#: milliseconds, more than the work itself
+PARALLEL_MIN_WORK = 1 << 16
+
+
+def _jit_pair(func):
+    """A serial and a parallel compilation of the same loop kernel (prange is range when serial)."""
+    opts = dict(fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
+    return numba.njit(parallel=False, **opts)(func), numba.njit(parallel=_config.NUMBA_PARALLEL, **opts)(func)
+
+
 def _lookup(q_mix, q_codes, bucket_ptr, bucket_mix, bucket_key):
     T, m, k = q_codes.shape
     out = np.full((T, m), -1, dtype=np.int64)
@@ -38,7 +48,11 @@ def _lookup(q_mix, q_codes, bucket_ptr, bucket_mix, bucket_key):
     return out
 
 
+_lookup_serial, _lookup_parallel = _jit_pair(_lookup)
+
+
 def lookup_buckets(q_mix, q_codes, bucket_ptr, bucket_mix, bucket_key):
     """Global bucket index of each (table, query), ``-1`` when absent; host arrays only."""
-    return _lookup(np.ascontiguousarray(q_mix), np.ascontiguousarray(q_codes, dtype=np.int64),
+    kernel = _lookup_parallel if q_mix.size >= PARALLEL_MIN_WORK else _lookup_serial
+    return kernel(np.ascontiguousarray(q_mix), np.ascontiguousarray(q_codes, dtype=np.int64),
                    bucket_ptr, bucket_mix, np.ascontiguousarray(bucket_key))

@@ -1,4 +1,17 @@
 """Softmax attention: exact reference, KDEformer (theory and practice) and baselines."""
+from . import baselines
 from .exact import row_sums, softmax_attention, softmax_matrix
+from .kdeformer import KDEformerResult, kdeformer, sampled_attention
+from .practical import PracticalResult, kdeformer_practical
 
-__all__ = ["row_sums", "softmax_attention", "softmax_matrix"]
+__all__ = [
+    "baselines",
+    "row_sums",
+    "softmax_attention",
+    "softmax_matrix",
+    "kdeformer",
+    "sampled_attention",
+    "KDEformerResult",
+    "kdeformer_practical",
+    "PracticalResult",
+]

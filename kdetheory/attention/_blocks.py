@@ -55,8 +55,7 @@ class BlockPartition:
 
     def padded_indices(self):
         """Gather indices (n_blocks, q_max) and (n_blocks, b) with validity masks."""
-        qs, ks = np.diff(self.q_start), np.diff(self.k_start)
-        q_max = max(1, int(qs.max()))
+        q_max = max(1, int(np.diff(self.q_start).max()))
         qi = self.q_start[:-1, None] + np.arange(q_max)
         ki = self.k_start[:-1, None] + np.arange(self.bucket_size)
         q_ok, k_ok = qi < self.q_start[1:, None], ki < self.k_start[1:, None]

@@ -31,18 +31,6 @@ def check_qkv(Q, K, V=None, *, scale=1.0):
     return Q, K, V, xp, scale
 
 
-def _batched(f, Q, K, V, xp):
-    """Apply a 2-D function over the flattened leading axes of Q, K (and V)."""
-    lead = Q.shape[:-2]
-    if not lead:
-        return f(Q, K, V)
-    q = Q.reshape((-1,) + Q.shape[-2:])
-    k = K.reshape((-1,) + K.shape[-2:])
-    v = None if V is None else V.reshape((-1,) + V.shape[-2:])
-    parts = [f(q[b], k[b], None if v is None else v[b]) for b in range(q.shape[0])]
-    return xp.stack(parts).reshape(lead + parts[0].shape)
-
-
 def softmax_attention(Q, K, V, *, scale=1.0, backend="auto"):
     """Exact softmax attention ``Att = D^-1 A V`` with ``A = exp(scale * Q K^T)``.
 
@@ -72,8 +60,8 @@ def softmax_attention(Q, K, V, *, scale=1.0, backend="auto"):
     """
     Q, K, V, xp, scale = check_qkv(Q, K, V, scale=scale)
     backend = resolve_backend(backend, xp)
-    zero = xp.zeros(K.shape[-2], dtype=Q.dtype)
-    return _batched(lambda q, k, v: xp.asarray(lse_products_on(backend, q, k, zero, v, scale=scale)[1]), Q, K, V, xp)
+    zero = xp.zeros(K.shape[:-1], dtype=Q.dtype)
+    return lse_products_on(backend, Q, K, zero, V, scale=scale)[1]
 
 
 def row_sums(Q, K, *, scale=1.0, log=False, backend="auto"):
@@ -103,8 +91,8 @@ def row_sums(Q, K, *, scale=1.0, log=False, backend="auto"):
     """
     Q, K, _, xp, scale = check_qkv(Q, K, scale=scale)
     backend = resolve_backend(backend, xp)
-    zero = xp.zeros(K.shape[-2], dtype=Q.dtype)
-    lse = _batched(lambda q, k, v: xp.asarray(lse_products_on(backend, q, k, zero, scale=scale)[0]), Q, K, None, xp)
+    zero = xp.zeros(K.shape[:-1], dtype=Q.dtype)
+    lse = lse_products_on(backend, Q, K, zero, scale=scale)[0]
     if log:
         return lse
     if bool((lse > np.log(np.finfo(lse.dtype).max)).any()):

@@ -24,7 +24,7 @@ from ..amm import SamplingMatrix, required_samples, sampling_probabilities
 from ..kde.weighted_exp import ESTIMATORS, WeightedExpKDE
 from .exact import check_qkv
 
-__all__ = ["kdeformer", "sampled_attention", "KDEformerResult", "column_norm_accuracy"]
+__all__ = ["kdeformer", "sampled_attention", "diameter_bound", "KDEformerResult", "column_norm_accuracy"]
 
 #: Accuracy of the column-norm KDE: constant accuracy is all Lemma 3.1 needs (SPEC Alg. 1).
 COLUMN_NORM_EPS = 0.2
@@ -84,8 +84,15 @@ def _stage(kernel=0, hashes=0, flops=0):
     return {"kernel_evaluations": int(kernel), "hash_evaluations": int(hashes), "flops": int(flops)}
 
 
-def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, rng=None, backend="auto",
-              mu_min=1e-4):
+def diameter_bound(Q, K):
+    """``max_i ||q_i - c|| + max_j ||k_j - c||`` with c the mean of K: an O((n_q + n_k) d) upper
+    bound on the diameter ``gamma = max_{i,j} ||q_i - k_j||`` of Theorem 3.4 (at most 2 gamma)."""
+    Qh, Kh = to_numpy(Q), to_numpy(K)
+    c = Kh.mean(axis=0)
+    return float(np.sqrt(np.max(np.sum((Qh - c) ** 2, axis=1))) + np.sqrt(np.max(np.sum((Kh - c) ** 2, axis=1))))
+
+
+def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, rng=None, backend="auto"):
     """Approximate softmax attention with KDEformer's spectral-norm guarantee (Algorithm 1).
 
     Parameters
@@ -108,9 +115,6 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
         Logit scale; inputs are pre-scaled by sqrt(scale) (the paper's convention, SPEC 1).
     rng : None, int, SeedSequence or Generator
     backend : {"auto", "numpy", "numba", "cupy"}
-    mu_min : float, default 1e-4
-        Density floor of the KDEs' adaptive search (classes below it are evaluated exactly,
-        and counted in ``cost``).
 
     Returns
     -------
@@ -123,7 +127,8 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
     probability ``>= 1 - delta``. Proof (Theorem 3.2): D~ within (1 +- eps/3) and AMM error
     eps/3 compose to ``(2 eps/3)/(1 - eps/3) <= eps``. The row-sum stage asks each query for
     failure probability ``delta / (3 n_q)``, so all rows hold at once with ``1 - delta/3``.
-    Runtime (Theorem 3.4): two weighted exponential KDEs, sub-quadratic only for bounded
+    The KDEs' density floor is Theorem 3.3's ``e^{-gamma^2/2}/2`` with gamma from
+    :func:`diameter_bound`. Runtime (Theorem 3.4): two weighted exponential KDEs, sub-quadratic only for bounded
     diameter ``max ||q_i - k_j||^2 = O(log n)`` (Corollary 3.4), plus ``O(n_q m d)``.
 
     References
@@ -145,15 +150,19 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
     root = math.sqrt(scale)
     Qs, Ks = Q * root, K * root
 
+    # The diameter bound gamma >= max ||q_i - k_j|| fixes the KDEs' density floor (Theorem 3.4).
+    gamma = diameter_bound(Qs, Ks)
+
     # Step 1: D~ within (1 +- eps/3) of D for every row, all at once w.p. 1 - delta/3.
-    rows_kde = WeightedExpKDE(Ks, eps=eps / 3, delta=delta / (3 * n_q), estimator=kde, mu_min=mu_min,
+    rows_kde = WeightedExpKDE(Ks, eps=eps / 3, delta=delta / (3 * n_q), estimator=kde, diameter=gamma,
                               rng=rng_rows, backend=backend)
     rows = rows_kde.query(Qs)
     log_d = to_numpy(rows.log_estimate)
 
     # Step 2: column norms ||D~^-1 A e_j||^2 = sum_i D~_ii^-2 e^{<sqrt2 q_i, sqrt2 k_j>}, constant accuracy.
     cols_kde = WeightedExpKDE(math.sqrt(2) * Qs, log_weights=to_namespace(-2.0 * log_d, xp), eps=COLUMN_NORM_EPS,
-                              delta=delta / (3 * n_k), estimator=kde, mu_min=mu_min, rng=rng_cols, backend=backend)
+                              delta=delta / (3 * n_k), estimator=kde, diameter=math.sqrt(2) * gamma,
+                              rng=rng_cols, backend=backend)
     cols = cols_kde.query(math.sqrt(2) * Ks)
     log_c = to_numpy(cols.log_estimate)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._array import resolve_backend, to_namespace, to_numpy
+from .._array import namespace, resolve_backend, to_namespace, to_numpy
 from .._rng import as_generator
 from .._validation import check_choice, check_int
 from ..amm import sampling_probabilities
@@ -54,14 +54,7 @@ class PracticalResult:
     @property
     def row_sums(self):
         """``D~_ii = A_spar 1 + est(A_res 1)`` (may overflow where the logits are huge)."""
-        xp = np if isinstance(self.log_row_sums, np.ndarray) else _xp_of(self.log_row_sums)
-        return xp.exp(self.log_row_sums)
-
-
-def _xp_of(a):
-    from .._array import namespace
-
-    return namespace(a)
+        return namespace(self.log_row_sums).exp(self.log_row_sums)
 
 
 def _sort_by_bucket(X, lsh, order, xp):

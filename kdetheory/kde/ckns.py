@@ -69,6 +69,10 @@ class CKNSKDE(KDEEstimator):
     level_ratio : float, default 4
         Density guesses ``level_ratio^-(j+1)`` down to ``mu_min`` (STAG uses guesses 4x apart).
 
+    exact_fallback : bool, default True
+        Answer a level exactly when its expected query cost reaches ``n`` kernel evaluations;
+        False keeps the structure (to measure its cost and variance where exact would be cheaper).
+
     Notes
     -----
     One copy has relative variance at most about ``2 / P_min + 1/4`` for ``mu >= mu_guess``
@@ -93,7 +97,7 @@ class CKNSKDE(KDEEstimator):
 
     def __init__(self, X, *, eps=0.1, delta=0.05, mu_min=1e-3, bandwidth=1.0, weights=None, rng=None,
                  backend="auto", width=4.0, table_constant=1.0, brute_force_max=3000, n_copies=None,
-                 n_groups=None, level_ratio=4.0):
+                 n_groups=None, level_ratio=4.0, exact_fallback=True):
         self.width = check_positive("width", width)
         self.table_constant = check_positive("table_constant", table_constant)
         self.brute_force_max = check_int("brute_force_max", brute_force_max, minimum=0)
@@ -102,6 +106,7 @@ class CKNSKDE(KDEEstimator):
         self.level_ratio = check_positive("level_ratio", level_ratio)
         if self.level_ratio <= 1:
             raise ValueError(f"level_ratio: got {level_ratio!r}; pass a number > 1.")
+        self.exact_fallback = bool(exact_fallback)
         super().__init__(X, eps=eps, delta=delta, mu_min=mu_min, bandwidth=bandwidth, weights=weights,
                          rng=rng, backend=backend)
 
@@ -147,7 +152,8 @@ class CKNSKDE(KDEEstimator):
             copies = size * groups
             per_copy = sum(s["cost"] for s in shells) + n_out
             level = {"budget": b, "J": J, "shells": shells, "n_out": n_out, "n_copies": copies,
-                     "n_groups": groups, "exact": copies * per_copy >= n, "copies": []}
+                     "n_groups": groups, "exact": self.exact_fallback and copies * per_copy >= n,
+                     "copies": []}
             if not level["exact"]:
                 for _ in range(copies):
                     units = [self._build_unit(b, s, cost) for s in shells]

@@ -157,6 +157,7 @@ class ExactKDE(KDEEstimator):
 
     def _query(self, Ys, Y, gen):
         est = gaussian_kde(self.X, Y, bandwidth=self.bandwidth, weights=self.weights, backend=self.backend)
+        est = est.astype(self.X.dtype, copy=False)  # gaussian_kde promotes float32 to float64 (NEP 50)
         m = Y.shape[0]
         ones = np.ones(m, dtype=np.int64)
         return est, est < self.mu_min, ones * self.n, 0 * ones, ones

@@ -55,8 +55,13 @@ class HashingBasedKDE(KDEEstimator):
     level_ratio : float, default 2
         Density guesses ``mu_j = level_ratio^-(j+1)`` down to ``mu_min``.
     max_stored : int, default 2**26
-        Largest number of stored points (plus projection entries) of one level; a level that
-        would exceed it answers exactly instead, with a warning.
+        Largest number of hash values (``T k s`` keys plus ``T k d`` projection entries, 8 bytes
+        each while building) of one level; a level that would exceed it answers exactly instead,
+        with a warning.
+
+    exact_fallback : bool, default True
+        Answer a level exactly when its expected query cost reaches ``n`` kernel evaluations;
+        False keeps the structure (to measure its cost and variance where exact would be cheaper).
 
     Notes
     -----
@@ -88,7 +93,7 @@ class HashingBasedKDE(KDEEstimator):
     def __init__(self, X, *, eps=0.1, delta=0.05, mu_min=1e-3, bandwidth=1.0, weights=None, rng=None,
                  backend="auto", beta=0.5, variance_constant=DEFAULT_VARIANCE_CONSTANT,
                  variance_exponent=0.75, form="sample", subsample="auto", level_ratio=2.0,
-                 max_stored=2**26):
+                 max_stored=2**26, exact_fallback=True):
         self.beta = check_positive("beta", beta)
         self.variance_constant = check_positive("variance_constant", variance_constant)
         self.variance_exponent = float(variance_exponent)
@@ -102,6 +107,7 @@ class HashingBasedKDE(KDEEstimator):
         if self.level_ratio <= 1:
             raise ValueError(f"level_ratio: got {level_ratio!r}; pass a number > 1.")
         self.max_stored = check_int("max_stored", max_stored, minimum=1)
+        self.exact_fallback = bool(exact_fallback)
         super().__init__(X, eps=eps, delta=delta, mu_min=mu_min, bandwidth=bandwidth, weights=weights,
                          rng=rng, backend=backend)
 
@@ -130,8 +136,8 @@ class HashingBasedKDE(KDEEstimator):
             size, groups = mom_shape(V, self.eps, self.delta / 3.0)
             T = size * groups
             level = {"budget": b, "k": k, "width": width, "size": s, "n_tables": T,
-                     "group_size": size, "n_groups": groups, "exact": T * (1 + k) >= n}
-            if not level["exact"] and T * (s + k * d) > self.max_stored:
+                     "group_size": size, "n_groups": groups, "exact": self.exact_fallback and T * (1 + k) >= n}
+            if not level["exact"] and T * k * (s + d) > self.max_stored:
                 warnings.warn(f"HashingBasedKDE: level mu={b:.3g} needs {T} tables of {s} points, more than "
                               f"max_stored={self.max_stored}; it answers exactly. Raise eps, lower "
                               "variance_constant or pass a smaller subsample.", stacklevel=4)
@@ -152,15 +158,27 @@ class HashingBasedKDE(KDEEstimator):
         offs = gen.random((T, k))
         members = np.empty((T, s), dtype=np.int64)
         codes = np.empty((T, s, k), dtype=np.int64)
-        chunk = max(1, _config.CHUNK_BYTES // max(1, 4 * s * (d + k) * self._Xs.dtype.itemsize))
+        # Large subsamples: hash all n points with one BLAS GEMM per chunk of tables and keep the
+        # sampled rows (far faster than gathering s x d copies); small ones: gather, then hash.
+        hash_all = 8 * s >= n
+        width = n if hash_all else s
+        chunk = max(1, _config.CHUNK_BYTES // max(1, 4 * width * (d + k) * self._Xs.dtype.itemsize))
         for t0 in range(0, T, chunk):
             t1 = min(T, t0 + chunk)
             if s == n:
-                members[t0:t1] = np.arange(n)
-                codes[t0:t1] = to_numpy(hash_points(self._Xs, proj[t0:t1], offs[t0:t1]))
-                continue
-            idx = np.stack([gen.choice(n, s, replace=False) for _ in range(t1 - t0)])
+                idx = np.broadcast_to(np.arange(n), (t1 - t0, n))
+            else:
+                idx = np.stack([gen.choice(n, s, replace=False) for _ in range(t1 - t0)])
             members[t0:t1] = idx
+            if hash_all:
+                tc = t1 - t0
+                A = xp.asarray(proj[t0:t1].reshape(tc * k, d), dtype=self._Xs.dtype)
+                full = (self._Xs @ A.T).reshape(n, tc, k)  # one GEMM: every point, every table of the chunk
+                rows = xp.asarray(idx)
+                picked = full[rows, xp.arange(tc)[:, None], :]  # (tc, s, k): table t keeps its subsample
+                picked += xp.asarray(offs[t0:t1, None, :], dtype=self._Xs.dtype)
+                codes[t0:t1] = to_numpy(xp.floor(picked).astype(xp.int64))
+                continue
             A = xp.asarray(proj[t0:t1], dtype=self._Xs.dtype)
             c = xp.floor(xp.matmul(self._Xs[xp.asarray(idx)], A.transpose(0, 2, 1))
                          + xp.asarray(offs[t0:t1, None, :], dtype=self._Xs.dtype))

@@ -112,7 +112,7 @@ class RandomSamplingKDE(KDEEstimator):
         ones = np.ones(m, dtype=np.int64)
         if self.exact:
             est = self._exact(Y)
-            return est, est < self.mu_min, ones * self.n, 0 * ones, ones
+            return est.astype(self.X.dtype), est < self.mu_min, ones * self.n, 0 * ones, ones
         xp = self._xp
         s = self.n_samples
         if self.permuted:

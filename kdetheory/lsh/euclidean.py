@@ -66,13 +66,12 @@ def e2lsh_collision_probability(distance, width, n_concat=1):
 def _log_p1(c):
     """log p1(c) for c >= 0 (0 at c = 0); expm1 keeps 1 - exp(-x) accurate at large c."""
     c = np.asarray(c, dtype=np.float64)
-    out = np.zeros_like(c)
-    pos = c > 0
-    cp = c[pos]
-    with np.errstate(over="ignore"):
-        p = erf(1.0 / (np.sqrt(2.0) * cp)) + _SQRT_2_OVER_PI * cp * np.expm1(-0.5 / (cp * cp))
+    out = np.array(-_SQRT_2_OVER_PI * c, dtype=np.float64)  # p1 = 1 - sqrt(2/pi) c + O(c^3): exact for c < 1e-100
+    big = c >= 1e-100
+    cp = c[big]
+    p = erf(1.0 / (np.sqrt(2.0) * cp)) + _SQRT_2_OVER_PI * cp * np.expm1(-0.5 / (cp * cp))
     # p1 > 0 for every finite c; rounding can only reach 0 for c beyond ~1e8 (never collides).
-    out[pos] = np.log(np.maximum(p, np.finfo(np.float64).tiny))
+    out[big] = np.log(np.maximum(p, np.finfo(np.float64).tiny))
     return out
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from kdetheory._array import cupy_available
 
-pytestmark = pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")]
 
 
 def _instance(lead, n_q, n_k, d=16, dv=8, seed=0, dtype=np.float64):

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._blocks import _rows_per_chunk  # noqa: F401  (re-exported for the baseline modules)
 from ..exact import check_qkv
 
 

@@ -13,7 +13,8 @@ def _segment_means(X, n_segments, xp):
     bounds = (np.arange(n_segments + 1) * n) // n_segments
     csum = xp.concatenate([xp.zeros_like(X[..., :1, :]), xp.cumsum(X, axis=-2)], axis=-2)
     sizes = xp.asarray(np.diff(bounds).astype(X.dtype))[:, None]
-    return (csum[..., bounds[1:], :] - csum[..., bounds[:-1], :]) / sizes
+    hi, lo = xp.asarray(bounds[1:]), xp.asarray(bounds[:-1])
+    return (csum[..., hi, :] - csum[..., lo, :]) / sizes
 
 
 def _softmax(logits, xp):
