@@ -68,8 +68,10 @@ def _estimators(quick):
         ("RSP", samples, lambda X, h, m, v, r: RandomSamplingKDE(X, bandwidth=h, mu_min=m, n_samples=v,
                                                                   permuted=True, rng=r)),
         ("HBE", [0.001, 0.003, 0.01, 0.03, 0.1] if not quick else [0.001, 0.003, 0.01],
+         # max_stored 2^29: up to ~2 GB of int32 keys while one level is built (the default 2^26 would
+         # turn the deepest levels at n = 1e5 into exact fallbacks)
          lambda X, h, m, v, r: HashingBasedKDE(X, bandwidth=h, mu_min=m, eps=0.5, delta=0.2, variance_constant=v,
-                                              rng=r)),
+                                              max_stored=2**29, rng=r)),
         ("CKNS", [2, 8, 32] if not quick else [2, 8],
          lambda X, h, m, v, r: CKNSKDE(X, bandwidth=h, mu_min=m, n_copies=v, rng=r)),
         ("CKNS-LSH", [2, 8] if not quick else [2],
@@ -128,8 +130,9 @@ def fit_tau(rows, key="work"):
 
     ``key`` "work" uses kernel + hash evaluations, "kernel" kernel evaluations only.
     """
+    # work >= n/2 means some queries fell back to the exact sum: not the estimator's own scaling
     pts = [(r["mu"], r["kev"] + (r["hev"] if key == "work" else 0.0)) for r in rows
-           if np.isfinite(r["kev"]) and r["kev"] + r["hev"] < r["n"]]
+           if np.isfinite(r["kev"]) and r["kev"] + r["hev"] < 0.5 * r["n"]]
     if len(pts) < 2:
         return float("nan"), len(pts)
     x = np.log([1 / p[0] for p in pts])
@@ -152,15 +155,16 @@ def _machine():
 
 def write_markdown(path, results, quick, seconds):
     lines = ["# Fast Gaussian KDE: cost at mean relative error <= 0.1 (Theorem 2.1's tau, measured)", "",
-             f"Machine: {_machine()}. Date: {datetime.date.today().isoformat()}. "
-             f"Mode: {'quick' if quick else 'full'}; total run time {seconds / 60:.1f} min "
-             "(`python -m benchmarks.kde`).", "",
+             f"Machine: {_machine()}. Date: {datetime.date.today().isoformat()}. " +
+             (f"Mode: {'quick' if quick else 'full'}; total run time {seconds / 60:.1f} min "
+              "(`python -m benchmarks.kde`)." if np.isfinite(seconds) else
+              "Merged from separate runs (`python -m benchmarks.kde --merge ...`)."), "",
              "Per density: the cheapest budget (knob) whose mean relative error over 20 queries is <= 0.1. "
              "`kernel` and `hash` are evaluations per query (each one d-dimensional inner product); `work` = "
-             "kernel + hash; `ms` is wall time per query (NumPy/numba on the CPU, single process). "
-             "A blank row means no knob value reached the goal (the estimator then fell back to exact or "
-             "stayed too noisy). tau = slope of log(work) vs log(1/mu) over the densities where the "
-             "estimator beat the exact cost n (number of points in the fit in brackets).", ""]
+             "kernel + hash; `ms/query` is the mean wall time per query of that knob over all 80 queries "
+             "(all densities; NumPy/numba on the CPU, one process). Rows with work ~ n are exact fallbacks. "
+             "`none` means no knob value reached the goal. tau = slope of log(work) vs log(1/mu) over the densities where "
+             "work < n/2 (no exact fallback; number of points in the fit in brackets).", ""]
     for (name, n, d, h), rows in results:
         lines += [f"## {name}: n = {n}, d = {d}, bandwidth h = {h:.3g}", "",
                   "| estimator | target mu | mean mu | knob | mean rel. err | kernel | hash | work | ms/query |",
@@ -184,6 +188,27 @@ def write_markdown(path, results, quick, seconds):
         f.write("\n".join(lines) + "\n")
 
 
+def read_markdown(path):
+    """Rows of a results file written by :func:`write_markdown` (to merge runs or refit tau)."""
+    results, rows, head = [], None, None
+    with open(path) as f:
+        for line in f:
+            if line.startswith("## "):
+                name, rest = line[3:].split(": n = ")
+                n, rest = rest.split(", d = ")
+                d, h = rest.split(", bandwidth h = ")
+                rows = []
+                head = (name, int(n), int(d), float(h))
+                results.append((head, rows))
+            elif rows is not None and line.startswith("| ") and line.count("|") == 10 and "target" not in line:
+                c = [x.strip() for x in line.strip().strip("|").split("|")]
+                num = (lambda x: float(x) if x else float("nan"))
+                rows.append(dict(data=head[0], n=head[1], d=head[2], est=c[0], target=float(c[1]), mu=float(c[2]),
+                                 knob=c[3], err=num(c[4]), kev=num(c[5]), hev=num(c[6]),
+                                 sec=num(c[8]) / 1e3 if c[8] else float("nan")))
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="n = 1e4 only, fewer knob values")
@@ -191,7 +216,14 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="*", default=None,
                         help="subset of: clustered16 clustered64 glove")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "kde_results.md"))
+    parser.add_argument("--merge", nargs="*", default=None,
+                        help="merge these results files into --out (refitting tau) instead of running")
     args = parser.parse_args(argv)
+    if args.merge:
+        merged = [r for path in args.merge for r in read_markdown(path)]
+        write_markdown(args.out, merged, args.quick, float("nan"))
+        print(f"wrote {args.out}")
+        return
     sizes = args.sizes or ([10_000] if args.quick else [10_000, 100_000])
     start = time.perf_counter()
     results = []

@@ -35,8 +35,9 @@ def lse_products(Y, X, log_w, V=None, *, scale=1.0, xp=np):
     ----------
     Y : (..., m, d) array
     X : (..., n, d) array
-    log_w : (..., n) array
-        Log-weights; ``-inf`` marks a point with weight zero (it contributes nothing).
+    log_w : (..., n) array or None
+        Log-weights; ``-inf`` marks a point with weight zero (it contributes nothing). None
+        means all zero (unit weights).
     V : (..., n, p) array, optional
     scale : float
     xp : module
@@ -77,7 +78,8 @@ def lse_products(Y, X, log_w, V=None, *, scale=1.0, xp=np):
         acc = xp.zeros(shape + (V1.shape[-1],), dtype=dtype)  # [sum_j w_ij v_j, sum_j w_ij]
         for c0 in range(0, n, cols):
             logits = Yb @ xp.swapaxes(X[..., c0:c0 + cols, :], -1, -2)
-            logits += log_w[..., None, c0:c0 + cols]
+            if log_w is not None:  # attention passes None: all weights one, one pass saved
+                logits += log_w[..., None, c0:c0 + cols]
             new_max = xp.maximum(run_max, logits.max(axis=-1))
             # Rows that have seen only zero weights keep max -inf; shift by 0 there to avoid inf - inf.
             shift = xp.where(xp.isfinite(new_max), new_max, 0)

@@ -30,6 +30,13 @@ CLAIMS: dict[str, str] = {
     "theorem_3_3_wexpkde": "proofs_checks.theorem_3_3_wexpkde:SPEC",
     "theorem_3_4_attention": "proofs_checks.theorem_3_4_attention:SPEC",
     "corollary_3_4_runtime": "proofs_checks.corollary_3_4_runtime:SPEC",
+    "practical_residual_unbiased": "proofs_checks.practical_estimator:RESIDUAL_UNBIASED",
+    "practical_sparse_exact": "proofs_checks.practical_estimator:SPARSE_EXACT",
+    "figure_2_stable_rank": "proofs_checks.figure_2_stable_rank:SPEC",
+    "gray_code_adjacency": "proofs_checks.angular_lsh:GRAY_ADJACENCY",
+    "claim_1_angular_lsh": "proofs_checks.angular_lsh:CLAIM_1",
+    "flop_ratios": "proofs_checks.flop_ratios:SPEC",
+    "figure_4_budget": "proofs_checks.figure_4_budget:SPEC",
 }
 
 

@@ -64,6 +64,8 @@ def lse_products(Y, X, log_w, V=None, *, scale=1.0):
     lead = Y.shape[:-2]
     m, n = Y.shape[-2], X.shape[-2]
     with_values = V is not None
+    if log_w is None:
+        log_w = np.zeros(X.shape[:-1], dtype=dtype)
     Vk = V if with_values else np.zeros(X.shape[:-1] + (1,), dtype=dtype)
     lse, out = _lse_products(
         np.ascontiguousarray(Y.reshape(-1, m, Y.shape[-1])), np.ascontiguousarray(X.reshape(-1, n, X.shape[-1])),

@@ -60,8 +60,7 @@ def softmax_attention(Q, K, V, *, scale=1.0, backend="auto"):
     """
     Q, K, V, xp, scale = check_qkv(Q, K, V, scale=scale)
     backend = resolve_backend(backend, xp)
-    zero = xp.zeros(K.shape[:-1], dtype=Q.dtype)
-    return lse_products_on(backend, Q, K, zero, V, scale=scale)[1]
+    return lse_products_on(backend, Q, K, None, V, scale=scale)[1]
 
 
 def row_sums(Q, K, *, scale=1.0, log=False, backend="auto"):
@@ -91,8 +90,7 @@ def row_sums(Q, K, *, scale=1.0, log=False, backend="auto"):
     """
     Q, K, _, xp, scale = check_qkv(Q, K, scale=scale)
     backend = resolve_backend(backend, xp)
-    zero = xp.zeros(K.shape[:-1], dtype=Q.dtype)
-    lse = lse_products_on(backend, Q, K, zero, scale=scale)[0]
+    lse = lse_products_on(backend, Q, K, None, scale=scale)[0]
     if log:
         return lse
     if bool((lse > np.log(np.finfo(lse.dtype).max)).any()):
@@ -110,8 +108,7 @@ class SoftmaxMatrix(LinearOperator):
 
     def __init__(self, Q, K, scale, xp):
         self.Q, self.K, self.scale, self.xp = Q, K, scale, xp
-        zero = xp.zeros(K.shape[0], dtype=Q.dtype)
-        self.log_d = xp.asarray(lse_products_on("numpy" if xp is np else "cupy", Q, K, zero, scale=scale)[0])
+        self.log_d = xp.asarray(lse_products_on("numpy" if xp is np else "cupy", Q, K, None, scale=scale)[0])
         super().__init__(dtype=np.dtype(Q.dtype), shape=(Q.shape[0], K.shape[0]))
 
     def _blocks(self):

@@ -157,7 +157,10 @@ class HashingBasedKDE(KDEEstimator):
         proj = gen.standard_normal((T, k, d)) / level["width"]
         offs = gen.random((T, k))
         members = np.empty((T, s), dtype=np.int64)
-        codes = np.empty((T, s, k), dtype=np.int64)
+        # Keys fit in int32 unless a projection exceeds 2^31 (|<g, x>/w| <= ||x|| ||g|| / w): half the memory.
+        bound = float(to_numpy(xp.sqrt((self._Xs * self._Xs).sum(axis=1)).max())) * \
+            float(np.sqrt((proj * proj).sum(axis=2)).max()) + 2
+        codes = np.empty((T, s, k), dtype=np.int32 if bound < 2**31 - 1 else np.int64)
         # Large subsamples: hash all n points with one BLAS GEMM per chunk of tables and keep the
         # sampled rows (far faster than gathering s x d copies); small ones: gather, then hash.
         hash_all = 8 * s >= n
