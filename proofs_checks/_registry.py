@@ -37,6 +37,12 @@ CLAIMS: dict[str, str] = {
     "claim_1_angular_lsh": "proofs_checks.angular_lsh:CLAIM_1",
     "flop_ratios": "proofs_checks.flop_ratios:SPEC",
     "figure_4_budget": "proofs_checks.figure_4_budget:SPEC",
+    "theorem_2_1_relative_error": "proofs_checks.theorem_2_1_kde:RELATIVE_ERROR",
+    "theorem_2_1_cost_exponent": "proofs_checks.theorem_2_1_kde:COST_EXPONENT",
+    "e2lsh_collision_probability": "proofs_checks.hbe_claims:COLLISION",
+    "hbe_unbiased": "proofs_checks.hbe_claims:UNBIASED",
+    "hbe_variance_vs_density": "proofs_checks.hbe_claims:VARIANCE",
+    "kde_runtime_vs_diameter": "proofs_checks.theorem_2_1_kde:RUNTIME_DIAMETER",
 }
 
 

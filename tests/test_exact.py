@@ -87,6 +87,10 @@ def test_float32_is_kept_and_accurate():
     out = softmax_attention(Q.astype(np.float32), K.astype(np.float32), V.astype(np.float32))
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, naive.attention(Q, K, V), rtol=1e-4, atol=1e-5)
+    X32 = (0.3 * Q).astype(np.float32)
+    for f in (lambda: gaussian_kde(X32, X32[:5], bandwidth=0.8), lambda: exp_kde(X32, X32[:5]), lambda: row_sums(X32, X32)):
+        assert f().dtype == np.float32
+    np.testing.assert_allclose(gaussian_kde(X32, X32[:5], bandwidth=0.8), naive.gaussian_kde(0.3 * Q, 0.3 * Q[:5], 0.8), rtol=1e-5)
 
 
 def test_integers_are_converted_to_float64():

@@ -4,6 +4,7 @@ from .ckns import CKNSKDE
 from .exact import ExactKDE, exp_kde, gaussian_kde
 from .hbe import HashingBasedKDE
 from .sampling import RandomSamplingKDE
+from .weighted_exp import WeightedExpKDE, WeightedExpKDEResult
 
 __all__ = [
     "CKNSKDE",
@@ -13,6 +14,8 @@ __all__ = [
     "KDEResult",
     "PreprocessingCost",
     "RandomSamplingKDE",
+    "WeightedExpKDE",
+    "WeightedExpKDEResult",
     "exp_kde",
     "gaussian_kde",
 ]

@@ -76,7 +76,8 @@ def gaussian_kde(X, Y, *, bandwidth=1.0, weights=None, log=False, backend="auto"
     # -||x - y||^2 / 2h^2 = <y, x>/h^2 - ||x||^2/2h^2 - ||y||^2/2h^2
     log_w = log_weights(w, xp) - 0.5 * inv_h2 * (Xc * Xc).sum(axis=1)
     lse, _ = lse_products_on(backend, Yc, Xc, log_w, scale=inv_h2)
-    lse = xp.asarray(lse) - 0.5 * inv_h2 * (Yc * Yc).sum(axis=1) - np.log(X.shape[0])
+    # Python floats keep float32 inputs float32 (a NumPy float64 scalar would promote them).
+    lse = xp.asarray(lse) - 0.5 * inv_h2 * (Yc * Yc).sum(axis=1) - float(np.log(X.shape[0]))
     return lse if log else xp.exp(lse)
 
 

@@ -1,0 +1,310 @@
+"""Theorem 2.1 (fast Gaussian KDE, CKNS 2020 as restated by KDEformer), checked on the toolkit's estimators.
+
+* ``theorem_2_1_relative_error``: for ``mu(q) >= mu_min`` every estimator answers within ``(1 +- eps) mu(q)`` with
+  probability ``>= 1 - delta``; calibrated binomial test on the failure count, with the work per query reported so
+  that a check passed by falling back to the exact sum is visible as such.
+* ``theorem_2_1_cost_exponent``: the exponent tau of per-query work (kernel + hash evaluations) against ``1/mu`` at
+  a fixed accuracy (mean relative error <= 0.1), the small form of ``benchmarks/kde.py`` (whose estimator
+  factories and bandwidth rule are reused here).
+* ``kde_runtime_vs_diameter`` (SPEC 8.19): KDEformer's KDE-stage work against the diameter gamma.
+
+Work is counted (evaluations from the estimators' own reports), never timed: the count is what the theorem bounds.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from benchmarks.kde import _bandwidth, _estimators
+from kdetheory.attention.kdeformer import kdeformer
+from kdetheory.datasets.kde_instances import clustered_points, queries_at_densities
+from kdetheory.datasets.synthetic import bounded_diameter_instance
+from kdetheory.kde import CKNSKDE, HashingBasedKDE, RandomSamplingKDE
+
+from ._harness import (
+    ClaimResult, ClaimSpec, binomial_failure_test, check_size, slope_fit, trial_generators, verdict_from_binomial,
+    verdict_from_slope,
+)
+
+__all__ = ["RELATIVE_ERROR", "COST_EXPONENT", "RUNTIME_DIAMETER", "kde_instance"]
+
+DIM = 16
+#: relative error and failure probability of claim 1 (the benchmark's HBE setting); delta = 0.2 keeps the trial
+#: count needed for power against 4 delta small (29), and eps = 0.5 keeps sample budgets below n at this size
+EPS, DELTA, MU_MIN = 0.5, 0.2, 0.005
+ERROR_TARGETS = (0.1, 0.05, 0.02, 0.01)
+#: HBE relative-variance model V = 0.5 mu^-3/4: above the relative variance that ``hbe_variance_vs_density``
+#: measures on this instance family (about 1.9, 2.6, 3.4 at mu = 0.1, 0.03, 0.01 against 2.8, 6.9, 16), so the
+#: guarantee's premise holds; the rehashing default (e^1.854) makes every level below mu ~ 0.2 exact at n = 2e4.
+HBE_VARIANCE_CONSTANT = 0.5
+#: size -> (n, builds, queries per target density)
+ERROR_SIZES = {"quick": (20_000, 2, 20), "full": (20_000, 10, 30)}
+
+
+def kde_instance(n, targets, per_target, gen, d=DIM):
+    """Clustered points, the benchmark's bandwidth and queries placed at the target densities.
+
+    Parameters
+    ----------
+    n : int
+    targets : sequence of float
+        Target densities of the queries.
+    per_target : int
+    gen : numpy.random.Generator
+    d : int, default 16
+
+    Returns
+    -------
+    X, h, Y, target, mu
+        Data, bandwidth, queries, each query's target and its exact density on all of ``X``.
+    """
+    X = clustered_points(n, d, rng=gen)
+    # The benchmark's rule (95th percentile of data densities = 0.15) on a 4000-point subsample: the same scale at a
+    # fraction of the cost (the density is an average, so a uniform subsample estimates it).
+    h = _bandwidth(X[:4000], gen)
+    # seed_window=4: queries sit beside a small group of points, the hard case for uniform sampling (as benchmarked)
+    Y, target, mu = queries_at_densities(X, targets, per_target, bandwidth=h, seed_window=4.0,
+                                         reference_size=5000, rng=gen)
+    return X, h, Y, target, mu
+
+
+def _error_estimators(X, h, backend):
+    """name -> factory(rng) of the estimators of claim 1, each at (EPS, DELTA, MU_MIN)."""
+    kw = dict(eps=EPS, delta=DELTA, mu_min=MU_MIN, bandwidth=h, backend=backend)
+    return {
+        "RS": lambda r: RandomSamplingKDE(X, rng=r, **kw),
+        "RSP": lambda r: RandomSamplingKDE(X, permuted=True, rng=r, **kw),
+        "HBE": lambda r: HashingBasedKDE(X, variance_constant=HBE_VARIANCE_CONSTANT, rng=r, **kw),
+        "HBE (default V)": lambda r: HashingBasedKDE(X, rng=r, **kw),
+        "CKNS": lambda r: CKNSKDE(X, rng=r, **kw),
+    }
+
+
+def run_relative_error(size="quick", rng=0, backend="auto") -> ClaimResult:
+    """Failures of ``|z - mu| <= eps mu`` over seeded builds and queries, per estimator (binomial test)."""
+    check_size(size, "theorem_2_1_relative_error")
+    n, builds, per = ERROR_SIZES[size]
+    gen_inst, *gens = trial_generators(rng, 1 + builds)
+    X, h, Y, _, mu = kde_instance(n, ERROR_TARGETS, per, gen_inst)
+    covered = mu >= MU_MIN  # the guarantee covers only these queries
+    rows, verdicts, notes = {}, {}, []
+    for name, make in _error_estimators(X, h, backend).items():
+        failures = trials = 0
+        work, exact = [], []
+        for g in gens:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a level too large for max_stored answers exactly: counted below
+                est = make(g)
+            res = est.query(Y, rng=g)
+            err = np.abs(np.asarray(res.estimate, dtype=float) - mu) / mu
+            failures += int(np.sum(err[covered] > EPS))
+            trials += int(covered.sum())
+            work.append((res.kernel_evaluations + res.hash_evaluations) / n)
+            # n kernel evaluations for one query means an exact level answered it (sampling never costs that here)
+            exact.append(res.kernel_evaluations >= n)
+        test = binomial_failure_test(failures, trials, DELTA)
+        work, exact = np.concatenate(work), np.concatenate(exact)
+        verdicts[name] = verdict_from_binomial(test)
+        rows[name] = {"failures": failures, "trials": trials, "p_value": test.p_value, "verdict": verdicts[name],
+                      "work_over_n": float(work.mean()), "exact_fraction": float(exact.mean())}
+        if exact.all():
+            notes.append(f"{name} fell back to the exact sum for every query (randomized path not tested)")
+        elif exact.any():
+            notes.append(f"{name} answered {exact.mean():.0%} of queries with an exact level")
+    sampled = [k for k in rows if rows[k]["exact_fraction"] < 1.0]
+    if any(v == "fails" for v in verdicts.values()):
+        verdict = "fails"
+    elif any(verdicts[k] == "inconclusive" for k in sampled) or not {"RS", "RSP", "HBE"} <= set(sampled):
+        verdict = "inconclusive"
+    else:
+        verdict = "holds"
+    return ClaimResult(
+        name="theorem_2_1_relative_error", source="Theorem 2.1 (SPEC 2.1)",
+        claim="For mu(q) >= mu_min, QUERYKDE returns z with (1 - eps) mu(q) <= z <= (1 + eps) mu(q) with "
+              "probability >= 1 - delta, for each estimator",
+        data=f"clustered d = {DIM}, n = {n}, bandwidth {h:.3g}; {per} queries at each density in {ERROR_TARGETS} "
+             f"(exact mu recomputed); {builds} independent builds per estimator; eps = {EPS}, delta = {DELTA}, "
+             f"mu_min = {MU_MIN}",
+        measured=rows,
+        expected=f"failure rate <= delta = {DELTA} (one-sided binomial test, alpha 1e-6; 'inconclusive' below the "
+                 f"trials needed to catch 4 delta with power 0.99); work per query < n for the sampling estimators",
+        verdict=verdict, seeds=[rng],
+        details="; ".join(notes + [
+            "trials within one build share its tables (queries are not independent given the build; builds are)",
+            f"HBE uses variance_constant = {HBE_VARIANCE_CONSTANT} (measured variance is below this model); "
+            "'HBE (default V)' is the rehashing constant",
+            "holds needs RS, RSP and HBE to have sampled, no estimator significant and enough trials"]),
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Claim 2: the exponent tau of the work at fixed accuracy
+
+GOAL = 0.1  # mean relative error at which work is compared (benchmarks/kde.py)
+MIN_POINTS = 4  # a 3-point fit has 1 degree of freedom: its 95% CI is +-12.7 standard errors and separates nothing
+COST_SIZES = {
+    "quick": dict(n=20_000, targets=(1e-1, 3e-2, 1e-2, 3e-3, 1e-3), per=20,
+                  grids={"RS": [2**k for k in range(3, 15)], "RSP": [2**k for k in range(3, 15)],
+                         "HBE": [0.003, 0.01, 0.03], "CKNS": [2, 8]}),
+    "full": dict(n=100_000, targets=(1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4), per=20,
+                 grids={"RS": [2**k for k in range(3, 17)], "RSP": [2**k for k in range(3, 17)],
+                        "HBE": [0.001, 0.003, 0.01, 0.03, 0.1], "CKNS": [2, 8, 32]}),
+}
+HASHING = ("HBE", "CKNS")
+
+
+def _cheapest(X, h, Y, target, mu, targets, name, knobs, make, gen):
+    """Per target density: (work, knob, error) of the cheapest knob with mean error <= GOAL that never went exact."""
+    n = X.shape[0]
+    best = {}
+    for v in knobs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = make(X, h, min(targets) / 2, v, gen)
+        res = est.query(Y, rng=gen)
+        err = np.abs(np.asarray(res.estimate, dtype=float) - mu) / mu
+        work = res.kernel_evaluations + res.hash_evaluations
+        for t in targets:
+            sel = target == t
+            w, e = float(work[sel].mean()), float(err[sel].mean())
+            # an exact level (n kernel evaluations) or a budget of n or more is not the estimator's own scaling
+            if e <= GOAL and w < n and not np.any(res.kernel_evaluations[sel] >= n):
+                if t not in best or w < best[t][0]:
+                    best[t] = (w, v, e)
+    return best
+
+
+def run_cost_exponent(size="quick", rng=0, backend="auto") -> ClaimResult:
+    """tau = slope of log(work) on log(1/mu) at mean relative error <= 0.1, per estimator."""
+    check_size(size, "theorem_2_1_cost_exponent")
+    cfg = COST_SIZES[size]
+    n, targets = cfg["n"], cfg["targets"]
+    gen_inst, *gens = trial_generators(rng, 1 + len(cfg["grids"]))
+    X, h, Y, target, mu = kde_instance(n, targets, cfg["per"], gen_inst)
+    mu_t = np.array([mu[target == t].mean() for t in targets])
+    factories = {name: make for name, _, make in _estimators(False)}
+    measured, fig = {}, {"n": n, "targets": np.array(targets), "mu": mu_t, "estimators": list(cfg["grids"])}
+    for (name, knobs), g in zip(cfg["grids"].items(), gens):
+        best = _cheapest(X, h, Y, target, mu, targets, name, knobs, factories[name], g)
+        work = np.array([best[t][0] if t in best else np.nan for t in targets])
+        ok = np.isfinite(work)
+        row = {"work": {f"{t:g}": (best[t][0] if t in best else None) for t in targets},
+               "knob": {f"{t:g}": (best[t][1] if t in best else None) for t in targets}, "points": int(ok.sum())}
+        if ok.sum() >= MIN_POINTS:
+            fit = slope_fit(1.0 / mu_t[ok], work[ok])
+            row.update(tau=fit.slope, tau_ci=[fit.ci_low, fit.ci_high])
+            fig[f"{name}_fit"] = np.array([fit.slope, fit.intercept])
+        measured[name] = row
+        fig[f"{name}_work"] = work
+    cheapest = {}
+    for i, t in enumerate(targets):
+        options = {k: fig[f"{k}_work"][i] for k in cfg["grids"] if np.isfinite(fig[f"{k}_work"][i])}
+        cheapest[f"{t:g}"] = min(options, key=options.get) if options else "exact (none reached the goal below n)"
+    measured["cheapest_per_density"] = cheapest
+    fitted = [k for k in HASHING if "tau" in measured[k]]
+    if "tau" not in measured["RS"] or not fitted:
+        verdict = "inconclusive"
+        why = (f"fewer than {MIN_POINTS} densities where RS and at least one hashing estimator reached mean error "
+               f"<= {GOAL} below the exact cost")
+    else:
+        below = [k for k in fitted if measured[k]["tau_ci"][1] < measured["RS"]["tau_ci"][0]]
+        verdict = "holds" if below else "fails"
+        why = (f"CI-separated below RS: {below}" if below else
+               f"no hashing estimator's tau CI lies below RS's {measured['RS']['tau_ci']}")
+    taus = ", ".join(f"{k} {measured[k]['tau']:.2f} [{measured[k]['tau_ci'][0]:.2f}, {measured[k]['tau_ci'][1]:.2f}]"
+                     if "tau" in measured[k] else f"{k} n/a ({measured[k]['points']} points)" for k in cfg["grids"])
+    return ClaimResult(
+        name="theorem_2_1_cost_exponent", source="Theorem 2.1 (SPEC 2.1 trade-off table, 2.3)",
+        claim="Per-query work of a (1 +- eps) KDE grows like mu^-tau, with tau smaller for hashing estimators "
+              "(0.173 CKNS data-dependent, 1/4 data-independent, 1/2 HBE) than for random sampling (1)",
+        data=f"clustered d = {DIM}, n = {n}, bandwidth {h:.3g}; {cfg['per']} queries per density in {targets}; "
+             f"knob grids {cfg['grids']}; mu_min = {min(targets) / 2:g}",
+        measured=measured,
+        expected="hashing tau CI-separated below random sampling's; benchmarks/kde.py found hashing cheaper only at "
+                 "small mu on clustered data at n = 1e5 (and never on GloVe), so at small n sampling may win",
+        verdict=verdict, seeds=[rng],
+        details=f"{why}. tau (95% CI): {taus}. Cheapest per density: {cheapest}. Work = kernel + hash "
+                f"evaluations per query of the cheapest knob with mean relative error <= {GOAL}, over densities "
+                "where it stayed below n without exact fallback; the HBE and CKNS factories are those of "
+                "benchmarks/kde.py (their own eps/delta; the backend argument is not used by them)",
+        figure_data=fig,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Claim 6 (SPEC 8.19): KDE-stage work versus the diameter
+
+STAGES = ("row_sums_kde", "column_norm_kde")
+RUNTIME_KDES = ("sampling", "hbe")
+#: size -> (n, diameter constants c with gamma^2 = c ln n)
+RUNTIME_SIZES = {"quick": (512, (0.25, 0.5, 1.0, 2.0, 4.0)), "full": (4096, (0.125, 0.25, 0.5, 1.0, 2.0, 4.0))}
+RUNTIME_EPS, RUNTIME_M = 0.9, 64
+SATURATED = 0.9  # work >= 0.9 n^2 in a stage: the KDE answered (almost) exactly
+SLOPE_TOL = 0.25  # the o(1) terms and the log(n/delta) factor bend the line at small gamma
+
+
+def _tau_slope(kde, stage):
+    """Predicted slope of log(work) on gamma^2: tau/2 for the row sums, tau for the column norms (SPEC 8.19)."""
+    tau = {"sampling": 1.0, "hbe": 0.5}[kde]
+    return tau / 2 if stage == "row_sums_kde" else tau
+
+
+def run_runtime_diameter(size="quick", rng=0, backend="auto") -> ClaimResult:
+    """KDE-stage work of kdeformer against gamma^2, slope of log(work) per backend and stage."""
+    check_size(size, "kde_runtime_vs_diameter")
+    n, cs = RUNTIME_SIZES[size]
+    gens = trial_generators(rng, len(cs) * (1 + len(RUNTIME_KDES)))
+    gamma2 = np.array([c * math.log(n) for c in cs])  # bounded_diameter_instance makes max ||q - k||^2 = c ln n
+    work = {(k, s): np.zeros(len(cs)) for k in RUNTIME_KDES for s in STAGES}
+    for i, c in enumerate(cs):
+        Q, K, V = bounded_diameter_instance(n, DIM, c=c, rng=gens[i])
+        for j, kde in enumerate(RUNTIME_KDES):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = kdeformer(Q, K, V, eps=RUNTIME_EPS, n_samples=RUNTIME_M, kde=kde,
+                                rng=gens[len(cs) * (1 + j) + i], backend=backend)
+            for s in STAGES:
+                work[kde, s][i] = res.cost[s]["kernel_evaluations"] + res.cost[s]["hash_evaluations"]
+    measured, fig = {}, {"gamma2": gamma2, "n": n}
+    verdicts = []
+    for (kde, s), w in work.items():
+        live = w < SATURATED * n**2
+        row = {"work_over_n2": (w / n**2).tolist(), "unsaturated_points": int(live.sum())}
+        if live.sum() >= 3:
+            # log(work) = a + slope * gamma^2 is a log-log fit of work against e^(gamma^2)
+            fit = slope_fit(np.exp(gamma2[live]), w[live])
+            row.update(slope=fit.slope, slope_ci=[fit.ci_low, fit.ci_high], expected_slope=_tau_slope(kde, s))
+            verdicts.append(verdict_from_slope(fit, _tau_slope(kde, s), SLOPE_TOL))
+        measured[f"{kde}/{s}"] = row
+        fig[f"{kde}_{s}"] = w
+    if not verdicts:
+        verdict = "inconclusive"
+    else:
+        verdict = "fails" if "fails" in verdicts else ("holds" if set(verdicts) == {"holds"} else "inconclusive")
+    return ClaimResult(
+        name="kde_runtime_vs_diameter", source="Theorem 3.4, Corollary 3.4 (SPEC 8.19)",
+        claim="KDEformer's KDE work grows like exp(tau gamma^2 / 2) for the row sums and exp(tau gamma^2) for the "
+              "column norms (tau = 1/2 HBE, 1 random sampling), gamma = max ||q_i - k_j||",
+        data=f"bounded_diameter_instance n = {n}, d = {DIM}, c in {cs} (gamma^2 = c ln n in "
+             f"{np.round(gamma2, 2).tolist()}); eps = {RUNTIME_EPS}, m = {RUNTIME_M}",
+        measured=measured,
+        expected="slope of log(work) on gamma^2 about tau/2 (rows) and tau (columns) while the work is below n^2 per "
+                 "stage; saturated points (work >= 0.9 n^2) carry no information about tau",
+        verdict=verdict, seeds=[rng],
+        details=("every stage saturated at the exact cost n^2 over this range (the KDEs' sample budgets "
+                 "eps^-2 log(n/delta) e^{tau gamma^2/2} exceed the class sizes): the exponential law is not observable "
+                 "at this n, so the verdict is inconclusive" if not verdicts else
+                 f"slopes fitted over the unsaturated points only, compared with tau/2 (rows) and tau (columns) "
+                 f"+- {SLOPE_TOL}"),
+        figure_data=fig,
+    )
+
+
+RELATIVE_ERROR = ClaimSpec("theorem_2_1_relative_error", "Theorem 2.1", "KDE (1 +- eps) with prob. >= 1 - delta",
+                           run_relative_error)
+COST_EXPONENT = ClaimSpec("theorem_2_1_cost_exponent", "Theorem 2.1", "KDE work ~ mu^-tau, tau below sampling's",
+                          run_cost_exponent)
+RUNTIME_DIAMETER = ClaimSpec("kde_runtime_vs_diameter", "SPEC 8.19", "KDE-stage work ~ exp(tau gamma^2 / 2)",
+                             run_runtime_diameter)
