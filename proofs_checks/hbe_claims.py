@@ -92,7 +92,8 @@ def run_collision(size="quick", rng=0, backend="auto") -> ClaimResult:
     return ClaimResult(
         name="e2lsh_collision_probability", source="SPEC 2.2, 8.8 (Datar et al. 2004)",
         claim="Two points at distance r = c w collide under one p-stable hash with probability "
-              "erf(1/(sqrt2 c)) - sqrt(2/pi) c (1 - e^{-1/(2c^2)}), and under k concatenated hashes with its k-th power",
+              "erf(1/(sqrt2 c)) - sqrt(2/pi) c (1 - e^{-1/(2c^2)}), and under k concatenated hashes with its "
+              "k-th power",
         data=f"{trials} independent hashes per c in {RATIOS}; d = {LSH_DIM}, w = {WIDTH}, keys of {CONCAT} hashes",
         measured={"cells": cells, "min_p_value": worst_p, "max_abs_deviation": max_dev,
                   "rehashing_max_deviation": max(abs(x.get("rehashing_deviation", 0.0)) for x in cells)},

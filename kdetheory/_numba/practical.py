@@ -3,14 +3,10 @@
 per parallel iteration, a single pass with a running maximum (online softmax)."""
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
-from .. import _config
-
-_JIT = dict(parallel=_config.NUMBA_PARALLEL, fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
+from .exact import _JIT, online_update
 
 
 @numba.njit(**_JIT)
@@ -28,15 +24,7 @@ def _block_diagonal(Qs, Ks, V1s, k_start, q_block):
             s = 0.0
             for k in range(d):
                 s += Qs[b, i, k] * Ks[b, j, k]
-            if s > run_max:
-                # Rescale what was accumulated under the old maximum (never overflows).
-                r = math.exp(run_max - s)
-                for k in range(p):
-                    acc[b, i, k] *= r
-                run_max = s
-            e = math.exp(s - run_max)
-            for k in range(p):
-                acc[b, i, k] += e * V1s[b, j, k]
+            run_max = online_update(acc[b, i], run_max, s, V1s[b, j])
         mx[b, i] = run_max
     return mx, acc
 
@@ -59,15 +47,7 @@ def _masked_sampled(Qs, K_samp, V1_samp, log_w, k_block, q_block):
             s = 0.0
             for k in range(d):
                 s += Qs[b, i, k] * K_samp[b, s_, k]
-            s += log_w[b, s_]
-            if s > run_max:
-                r = math.exp(run_max - s)
-                for k in range(p):
-                    acc[b, i, k] *= r
-                run_max = s
-            e = math.exp(s - run_max)
-            for k in range(p):
-                acc[b, i, k] += e * V1_samp[b, s_, k]
+            run_max = online_update(acc[b, i], run_max, s + log_w[b, s_], V1_samp[b, s_])
         mx[b, i] = run_max
     return mx, acc
 
