@@ -21,30 +21,33 @@ __all__ = ["CLAIMS", "UnknownClaimError", "claim_names", "load_claim", "temporar
 
 #: Registry name -> "package.module" or "package.module:ATTRIBUTE". Order is the order of the report.
 CLAIMS: dict[str, str] = {
+    # Section 1: the identities the analysis rests on
     "exp_gaussian_identity": "proofs_checks.identities:EXP_GAUSSIAN_IDENTITY",
     "column_norm_formula": "proofs_checks.identities:COLUMN_NORM_FORMULA",
     "softmax_row_stochastic": "proofs_checks.identities:SOFTMAX_ROW_STOCHASTIC",
+    # Theorem 2.1: fast Gaussian KDE
+    "theorem_2_1_relative_error": "proofs_checks.theorem_2_1_kde:RELATIVE_ERROR",
+    "theorem_2_1_cost_exponent": "proofs_checks.theorem_2_1_kde:COST_EXPONENT",
+    "e2lsh_collision_probability": "proofs_checks.hbe_claims:COLLISION",
+    "hbe_unbiased": "proofs_checks.hbe_claims:UNBIASED",
+    "hbe_variance_vs_density": "proofs_checks.hbe_claims:VARIANCE",
+    # Section 3: Lemma 3.1, Algorithms 1-2, Theorems 3.2-3.4, Corollary 3.4
     "lemma_3_1_amm_guarantee": "proofs_checks.lemma_3_1_amm:GUARANTEE",
     "lemma_3_1_amm_scaling": "proofs_checks.lemma_3_1_amm:SCALING",
     "theorem_3_2_composition": "proofs_checks.theorem_3_2_composition:SPEC",
     "theorem_3_3_wexpkde": "proofs_checks.theorem_3_3_wexpkde:SPEC",
     "theorem_3_4_attention": "proofs_checks.theorem_3_4_attention:SPEC",
     "corollary_3_4_runtime": "proofs_checks.corollary_3_4_runtime:SPEC",
-    "practical_residual_unbiased": "proofs_checks.practical_estimator:RESIDUAL_UNBIASED",
-    "practical_sparse_exact": "proofs_checks.practical_estimator:SPARSE_EXACT",
-    "figure_2_stable_rank": "proofs_checks.figure_2_stable_rank:SPEC",
-    "gray_code_adjacency": "proofs_checks.angular_lsh:GRAY_ADJACENCY",
-    "claim_1_angular_lsh": "proofs_checks.angular_lsh:CLAIM_1",
-    "flop_ratios": "proofs_checks.flop_ratios:SPEC",
-    "figure_4_budget": "proofs_checks.figure_4_budget:SPEC",
-    "theorem_2_1_relative_error": "proofs_checks.theorem_2_1_kde:RELATIVE_ERROR",
-    "theorem_2_1_cost_exponent": "proofs_checks.theorem_2_1_kde:COST_EXPONENT",
-    "e2lsh_collision_probability": "proofs_checks.hbe_claims:COLLISION",
-    "hbe_unbiased": "proofs_checks.hbe_claims:UNBIASED",
-    "hbe_variance_vs_density": "proofs_checks.hbe_claims:VARIANCE",
     "kde_runtime_vs_diameter": "proofs_checks.theorem_2_1_kde:RUNTIME_DIAMETER",
+    # Section 4: the practical method (Definition 7.1, Claim 1, Algorithm 3, Figures 2 and 4, FLOP counts)
+    "claim_1_angular_lsh": "proofs_checks.angular_lsh:CLAIM_1",
+    "gray_code_adjacency": "proofs_checks.angular_lsh:GRAY_ADJACENCY",
+    "practical_sparse_exact": "proofs_checks.practical_estimator:SPARSE_EXACT",
+    "practical_residual_unbiased": "proofs_checks.practical_estimator:RESIDUAL_UNBIASED",
+    "figure_2_stable_rank": "proofs_checks.figure_2_stable_rank:SPEC",
+    "figure_4_budget": "proofs_checks.figure_4_budget:SPEC",
+    "flop_ratios": "proofs_checks.flop_ratios:SPEC",
 }
-
 
 
 class UnknownClaimError(LookupError):
