@@ -70,8 +70,7 @@ def sampling_probabilities(x_sq_norms, y_sq_norms=None, *, mix=0.5):
         raise ValueError(f"mix: got {mix!r}; pass a number in [0, 1].")
 
     def share(v):
-        total = v.sum()
-        return v / total if float(total) > 0 else xp.full(v.shape, 1.0 / v.shape[0], dtype=v.dtype)
+        return to_namespace(_shares(to_numpy(v)), xp).astype(v.dtype)
 
     if y_sq_norms is None:
         return share(a)
@@ -81,20 +80,34 @@ def sampling_probabilities(x_sq_norms, y_sq_norms=None, *, mix=0.5):
     return mix * share(a) + (1.0 - mix) * share(to_namespace(b, xp))
 
 
+def _shares(v):
+    """``v / sum(v)``, or the uniform distribution when ``v`` is all zero (it then carries no information)."""
+    total = float(v.sum())
+    return v / total if total > 0 else np.full(v.shape, 1.0 / v.shape[0])
+
+
 def lemma_constant(probabilities, x_sq_norms, y_sq_norms):
     """The largest ``c`` with ``p_i >= c * (a_i/|a| + b_i/|b|)`` for all i (Lemma 3.1 needs 1/4).
+
+    Parameters
+    ----------
+    probabilities : (n,) array
+    x_sq_norms, y_sq_norms : (n,) arrays
+        Squared row norms of X and Y (an all-zero vector counts as uniform shares, as in
+        :func:`sampling_probabilities`).
 
     Returns
     -------
     float
-        ``min_i p_i / (a_i/|a| + b_i/|b|)`` over rows with a non-zero share.
+        ``min_i p_i / (a_i/|a| + b_i/|b|)``.
     """
     p = to_numpy(check_matrix("probabilities", probabilities, ndim=1))
     a = to_numpy(_check_sq_norms("x_sq_norms", x_sq_norms))
     b = to_numpy(_check_sq_norms("y_sq_norms", y_sq_norms))
-    share = a / a.sum() + b / b.sum()
-    mask = share > 0
-    return float(np.min(p[mask] / share[mask]))
+    if not (p.shape == a.shape == b.shape):
+        raise ValueError(f"probabilities: got shapes {p.shape}, {a.shape}, {b.shape}; pass three (n,) vectors.")
+    share = _shares(a) + _shares(b)
+    return float(np.min(p / share))
 
 
 @dataclass(frozen=True)
@@ -193,11 +206,13 @@ def amm(X, Y, *, n_samples, probabilities=None, rng=None):
     X = check_matrix("X", X)
     Y = check_matrix("Y", Y, dtype=X.dtype)
     check_same_rows("X", X, "Y", Y)
-    xp = namespace(X, Y)
+    namespace(X, Y)  # mixed NumPy / CuPy inputs raise here
     if probabilities is None:
         probabilities = sampling_probabilities((X * X).sum(axis=1), (Y * Y).sum(axis=1))
-    elif probabilities.shape != (X.shape[0],):
-        raise ValueError(f"probabilities: got shape {tuple(probabilities.shape)}; pass ({X.shape[0]},).")
+    else:
+        probabilities = check_matrix("probabilities", probabilities, ndim=1)
+        if probabilities.shape != (X.shape[0],):
+            raise ValueError(f"probabilities: got shape {tuple(probabilities.shape)}; pass ({X.shape[0]},).")
     S = SamplingMatrix.draw(probabilities, n_samples, rng=rng)
     return AMMResult(product=S.apply(X).T @ S.apply(Y), sampling=S)
 

@@ -37,16 +37,19 @@ def run(size="quick", rng=0, backend="auto") -> ClaimResult:
         measured[kde] = {"exponent": fit.slope, "exponent_ci": [fit.ci_low, fit.ci_high],
                          "kde_work_over_exact_at_largest": float(kde_work[-1]) / (2 * sizes[-1] ** 2)}
         curves[kde] = np.array(total, dtype=float)
-    sub = [measured[k]["exponent_ci"][1] < 2 for k in KDES]
-    above = [measured[k]["exponent_ci"][0] >= 2 for k in KDES]
     # When the KDEs' sample budgets exceed the class sizes they evaluate exactly (the
     # Theorem-2.1 constants eps^-2 log(n/delta) mu^-tau are larger than n): the asymptotic
-    # exponent is then not observable at these sizes, which is not evidence against it.
-    exact_regime = all(measured[k]["kde_work_over_exact_at_largest"] >= 0.9 for k in KDES)
-    if any(sub):
-        verdict = "holds"
-    elif exact_regime:
+    # exponent is then not observable at these sizes, which is not evidence against it. The
+    # exact fallback caps the work at ~2 n^2, so a slope fitted on nearly saturated points can
+    # dip below 2 without any saving: "holds" needs the work to be well below exact as well.
+    ratio = {k: measured[k]["kde_work_over_exact_at_largest"] for k in KDES}
+    sub = [measured[k]["exponent_ci"][1] < 2 and ratio[k] < 0.5 for k in KDES]
+    above = [measured[k]["exponent_ci"][0] >= 2 for k in KDES]
+    exact_regime = all(r >= 0.9 for r in ratio.values())
+    if exact_regime:
         verdict = "inconclusive"
+    elif any(sub):
+        verdict = "holds"
     else:
         verdict = "fails" if all(above) else "inconclusive"
     return ClaimResult(
@@ -55,7 +58,8 @@ def run(size="quick", rng=0, backend="auto") -> ClaimResult:
         data=f"bounded-diameter synthetic, c = {C_DIAMETER}, d = 16, m = {M}, n in {sizes}",
         measured=measured, expected="fitted exponent of the KDE work < 2 (theory: 1 + c tau, tau = 1 for sampling, about 1/2 for HBE)",
         verdict=verdict, seeds=[rng],
-        details=("holds when at least one KDE backend's exponent is below 2 with 95% confidence. "
+        details=("holds when at least one KDE backend's exponent is below 2 with 95% confidence and its work at "
+                 "the largest n is under half of exact. "
                  + ("At every size here the KDE sample budgets exceeded n, so both KDE stages ran exactly "
                     "(work / exact >= 0.9): the sub-quadratic regime starts beyond these n." if exact_regime else "")),
         figure_data={"n": np.array(sizes), **{f"work_{k}": v for k, v in curves.items()}},

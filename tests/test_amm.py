@@ -87,3 +87,14 @@ def test_slope_of_amm_error_on_attention():
     gens = trial_generators(4, 12 * len(ms))
     med = [np.median([lemma_3_1_amm.amm_error(P, V, setup, m, gens[i * 12 + s]) for s in range(12)]) for i, m in enumerate(ms)]
     assert abs(slope_fit(ms, med).slope + 0.5) <= 0.1
+
+
+def test_lemma_constant_with_an_all_zero_side_and_bad_probabilities():
+    a, b = np.zeros(4), np.array([1.0, 2.0, 3.0, 4.0])
+    p = sampling_probabilities(a, b)
+    np.testing.assert_allclose(p, 0.5 * 0.25 + 0.5 * b / b.sum())
+    assert lemma_constant(p, a, b) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="^probabilities: got shapes"):
+        lemma_constant(p[:3], a, b)
+    with pytest.raises(TypeError, match="^probabilities: got an object of type dict"):
+        amm(np.ones((4, 2)), np.ones((4, 2)), n_samples=2, probabilities={})

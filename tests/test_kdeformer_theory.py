@@ -107,3 +107,13 @@ def test_bad_shapes_and_values():
         kdeformer(Q, K, Q, eps=0.5)
     with pytest.raises(TypeError, match="^sampling: got"):
         sampled_attention(Q, Q, Q, "not a sampling matrix")
+
+
+@given(qkvc=bounded_diameter_inputs(min_n=2, max_n=30))
+def test_diameter_bound_is_an_upper_bound_within_three_gamma(qkvc):
+    from kdetheory.attention import diameter_bound
+
+    Q, K, _, _ = qkvc
+    gamma = np.sqrt(np.max(np.sum((Q[:, None, :] - K[None, :, :]) ** 2, axis=-1)))
+    bound = diameter_bound(Q, K)
+    assert gamma - 1e-9 <= bound <= 3 * gamma + 1e-9

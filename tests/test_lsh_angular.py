@@ -104,3 +104,12 @@ def test_bad_inputs():
         lsh.codes(np.ones((5, 3)))
     with pytest.raises(ValueError, match="X"):
         lsh.codes(np.full((5, 4), np.nan))
+
+
+def test_gray_code_rank_rejects_bad_ids():
+    from kdetheory.lsh import gray_code_rank
+
+    with pytest.raises(ValueError, match=r"^bucket_ids: got ids in \[0, 8\]"):
+        gray_code_rank(np.array([0, 8]), 3)
+    with pytest.raises(TypeError, match="^bucket_ids: got list"):
+        gray_code_rank([0, 1], 3)

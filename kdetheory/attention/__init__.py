@@ -1,7 +1,7 @@
 """Softmax attention: exact reference, KDEformer (theory and practice) and baselines."""
 from . import baselines
 from .exact import row_sums, softmax_attention, softmax_matrix
-from .kdeformer import KDEformerResult, kdeformer, sampled_attention
+from .kdeformer import KDEformerResult, diameter_bound, kdeformer, sampled_attention
 from .practical import PracticalResult, kdeformer_practical
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "softmax_matrix",
     "kdeformer",
     "sampled_attention",
+    "diameter_bound",
     "KDEformerResult",
     "kdeformer_practical",
     "PracticalResult",

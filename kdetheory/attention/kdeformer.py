@@ -19,12 +19,12 @@ import numpy as np
 from .._array import resolve_backend, to_namespace, to_numpy
 from .._rng import as_generator
 from .._stream import lse_products_on
-from .._validation import check_choice, check_int, check_open_unit
+from .._validation import check_choice, check_int, check_matrix, check_open_unit, check_same_columns
 from ..amm import SamplingMatrix, required_samples, sampling_probabilities
 from ..kde.weighted_exp import ESTIMATORS, WeightedExpKDE
 from .exact import check_qkv
 
-__all__ = ["kdeformer", "sampled_attention", "diameter_bound", "KDEformerResult", "column_norm_accuracy"]
+__all__ = ["kdeformer", "sampled_attention", "diameter_bound", "radius", "KDEformerResult", "column_norm_accuracy"]
 
 #: Accuracy of the column-norm KDE: constant accuracy is all Lemma 3.1 needs (SPEC Alg. 1).
 COLUMN_NORM_EPS = 0.2
@@ -33,10 +33,26 @@ COLUMN_NORM_EPS = 0.2
 def column_norm_accuracy(eps, eps0=COLUMN_NORM_EPS):
     """Band ratio B and Lemma 3.1 constant c = 1/(2B) achieved by estimated column norms.
 
-    With D~ within (1 +- eps/3) of D and column norms from a (1 +- eps0) KDE, every estimate
-    lies in ``[alpha t_j, B alpha t_j]`` with ``B = (1+eps0)/(1-eps0) * ((1+eps/3)/(1-eps/3))^2``,
-    so ``p_j >= (1/(2B)) (a_j + b_j)`` (shares of the true norms). Returns (B, c).
+    Parameters
+    ----------
+    eps : float in (0, 1)
+        KDEformer's accuracy (the row sums are within 1 +- eps/3).
+    eps0 : float in (0, 1), default 0.2
+        Accuracy of the column-norm KDE.
+
+    Returns
+    -------
+    (float, float)
+        ``B = (1+eps0)/(1-eps0) * ((1+eps/3)/(1-eps/3))^2`` and ``c = 1/(2B)``: every estimate lies
+        in ``[alpha t_j, B alpha t_j]`` for a common alpha, so the half-half mixture satisfies
+        ``p_j >= c (a_j + b_j)`` in shares of the true norms (Lemma 3.1 asks for c >= 1/4).
+
+    References
+    ----------
+    KDEformer (Zandieh et al., ICML 2023), Algorithm 1 step 2 and Lemma 3.1 (SPEC section 4, reconstructed).
     """
+    eps = check_open_unit("eps", eps)
+    eps0 = check_open_unit("eps0", eps0)
     e = eps / 3
     band = (1 + eps0) / (1 - eps0) * ((1 + e) / (1 - e)) ** 2
     return band, 1.0 / (2.0 * band)
@@ -59,7 +75,8 @@ class KDEformerResult:
         The sampling distribution p.
     n_samples : int
     column_norms : (n_k,) array
-        Estimates of ``||D^-1 A e_j||^2`` (up to the common factor of the band).
+        Upper bounds on ``||D^-1 A e_j||^2`` (the estimates inflated by the KDE accuracies) that
+        enter the srank bound; the sampling shares use the estimates themselves.
     srank_bound : float
         The upper bound on srank(D^-1 A) used for the theorem's sample count.
     lemma_constant : float
@@ -85,11 +102,34 @@ def _stage(kernel=0, hashes=0, flops=0):
 
 
 def diameter_bound(Q, K):
-    """``max_i ||q_i - c|| + max_j ||k_j - c||`` with c the mean of K: an O((n_q + n_k) d) upper
-    bound on the diameter ``gamma = max_{i,j} ||q_i - k_j||`` of Theorem 3.4 (at most 2 gamma)."""
-    Qh, Kh = to_numpy(Q), to_numpy(K)
-    c = Kh.mean(axis=0)
-    return float(np.sqrt(np.max(np.sum((Qh - c) ** 2, axis=1))) + np.sqrt(np.max(np.sum((Kh - c) ** 2, axis=1))))
+    """An upper bound on the diameter ``gamma = max_{i,j} ||q_i - k_j||`` of Theorem 3.4 in O((n_q + n_k) d).
+
+    Parameters
+    ----------
+    Q : (n_q, d) array
+    K : (n_k, d) array
+
+    Returns
+    -------
+    float
+        ``min over c in {mean(Q), mean(K)} of max_i ||q_i - c|| + max_j ||k_j - c||`` (the triangle
+        inequality makes each a valid bound). It is at most ``3 gamma`` and close to ``gamma`` when
+        queries and keys fill the same ball; the density floor ``e^{-bound^2/2}/2`` derived from it
+        is therefore valid but can be much smaller than Theorem 3.3's ``e^{-gamma^2/2}/2``.
+
+    References
+    ----------
+    KDEformer (Zandieh et al., ICML 2023), Theorems 3.3-3.4 (the diameter in the runtime).
+    """
+    Qh = to_numpy(check_matrix("Q", Q)).astype(np.float64)
+    Kh = to_numpy(check_matrix("K", K)).astype(np.float64)
+    check_same_columns("Q", Qh, "K", Kh)
+    return min(radius(Qh, c) + radius(Kh, c) for c in (Qh.mean(axis=0), Kh.mean(axis=0)))
+
+
+def radius(X, c):
+    """``max_j ||x_j - c||`` (host arrays)."""
+    return float(np.sqrt(np.max(np.sum((X - c) ** 2, axis=1))))
 
 
 def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, rng=None, backend="auto"):
@@ -127,8 +167,8 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
     probability ``>= 1 - delta``. Proof (Theorem 3.2): D~ within (1 +- eps/3) and AMM error
     eps/3 compose to ``(2 eps/3)/(1 - eps/3) <= eps``. The row-sum stage asks each query for
     failure probability ``delta / (3 n_q)``, so all rows hold at once with ``1 - delta/3``.
-    The KDEs' density floor is Theorem 3.3's ``e^{-gamma^2/2}/2`` with gamma from
-    :func:`diameter_bound`. Runtime (Theorem 3.4): two weighted exponential KDEs, sub-quadratic only for bounded
+    The KDEs' density floor is ``e^{-G^2/2}/2`` with G >= gamma the bound of :func:`diameter_bound`
+    (Theorem 3.3's floor when G = gamma, a smaller but still valid one otherwise). Runtime (Theorem 3.4): two weighted exponential KDEs, sub-quadratic only for bounded
     diameter ``max ||q_i - k_j||^2 = O(log n)`` (Corollary 3.4), plus ``O(n_q m d)``.
 
     References

@@ -200,7 +200,7 @@ def adaptive_search(m, budgets, ratio, eps, estimate_level):
     """Adaptive search over decreasing density guesses (CS17; SPEC section 2.2, reconstructed).
 
     Level ``j`` is tuned to densities ``>= b_j`` and accepts its estimate ``Z`` when
-    ``Z >= ratio * b_j``; a rejected query skips ahead to the first level whose threshold is
+    ``Z >= ratio * b_j``; a rejected query skips ahead to the first level whose budget b_j is
     ``<= Z``. The last level (``b_J = mu_min``) accepts ``Z >= (1 - eps) mu_min`` and flags the rest
     ``below_mu_min``. An accepted estimate of a density below ``b_j`` needs a relative deviation
     ``>= 1`` (Chebyshev with ``eps = 1``) and is rare; a level whose density is in range answers

@@ -4,7 +4,7 @@ estimator behind Theorem 2.1, built as the STAG library builds it (SPEC section 
 For a density guess ``mu``, the data are cut by kernel value into shells
 ``S_j = {x : 2^-j < k(x, q) <= 2^-(j-1)}``, ``j = 1..J`` with ``J = ceil(log2(1/mu))``
 (radii ``r^2`` in ``[(j-1) ln 2, j ln 2)`` for ``k = exp(-r^2)``). Shell ``j`` only needs the
-points of a uniform subsample taken at rate ``pi_j = min(1, 1/(n mu 2^j))``: it holds at most
+points of a subsample that keeps x with probability ``min(1, w_x/(n mu 2^j))`` (``1/(n mu 2^j)`` unweighted): it holds at most
 ``n mu 2^j`` points, so about one of them survives, and E2LSH at the shell's radius finds it.
 The estimate ``sum_j sum_{x found, x in S_j} (w_x/n) k(x, q) / (pi_x P_found(x))`` is unbiased
 because ``P_found = 1 - (1 - p1(r/w)^k)^L`` is the exact probability that ``x`` shares a bucket

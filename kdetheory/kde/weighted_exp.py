@@ -15,6 +15,7 @@ an *unweighted* Gaussian KDE whose density at any query is at least e^{-(Delta^2
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,7 +129,7 @@ class WeightedExpKDE:
         self.estimator = check_choice("estimator", estimator, ESTIMATORS)
         if diameter is not None:
             diameter = check_positive("diameter", diameter)
-        if not (isinstance(mu_min, (int, float)) and 0 < mu_min <= 1):
+        if not (isinstance(mu_min, numbers.Real) and 0 < float(mu_min) <= 1):
             raise ValueError(f"mu_min: got {mu_min!r}; pass a number in (0, 1].")
         self.backend = backend
         self._rng = as_generator(rng)

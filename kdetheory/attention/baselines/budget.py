@@ -54,5 +54,17 @@ def budget_parameters(method, budget):
 
 
 def feature_dimension(method, budget):
-    """The feature dimension of ``method`` at budget F (see :func:`budget_parameters`)."""
+    """The feature dimension of ``method`` at budget F (see :func:`budget_parameters`).
+
+    Parameters
+    ----------
+    method : str, one of :data:`METHODS`
+    budget : int >= 2
+
+    Returns
+    -------
+    int
+        The number of keys, landmarks or features per query the method uses at that budget
+        (SPEC 7.1: 1.5 F for KDEformer with b = F/2, m = F).
+    """
     return budget_parameters(method, budget)[1]
