@@ -262,10 +262,8 @@ class CKNSKDE(KDEEstimator):
             return z, kev, hev
         bucket = tab.lookup(codes, "numpy")
         t_idx, q_idx = np.nonzero(bucket >= 0)
-        b = bucket[t_idx, q_idx]
-        lens = tab.last[b] - tab.first[b]
-        pos = np.repeat(tab.first[b] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
-        qq = np.repeat(q_idx, lens)
+        pos, owner = tab.expand(bucket[t_idx, q_idx])
+        qq = q_idx[owner]
         # a point found in several tables counts once
         _, first_seen = np.unique(qq * self.n + tab.members[pos], return_index=True)
         pos, qq = pos[first_seen], qq[first_seen]

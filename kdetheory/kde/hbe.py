@@ -268,10 +268,8 @@ class HashingBasedKDE(KDEEstimator):
         kev = np.zeros(m, dtype=np.int64)
         for t in range(T):
             q = np.flatnonzero(bucket[t] >= 0)
-            b = bucket[t, q]
-            lens = tab.last[b] - tab.first[b]
-            pos = np.repeat(tab.first[b] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
-            qq = np.repeat(q, lens)
+            pos, owner = tab.expand(bucket[t, q])
+            qq = q[owner]
             a = tab.members[pos]
             r2 = _sqdist(self._Xh[a], Yq[qq])
             vals = self._w_host[a] * np.exp(-r2 - k * _log_p1(np.sqrt(r2) / w))

@@ -271,6 +271,24 @@ class BucketTables:
                 out[t, match] = idx[match]
         return out
 
+    def expand(self, buckets):
+        """Every member of the given buckets, concatenated, with the index of its bucket entry.
+
+        Parameters
+        ----------
+        buckets : (k,) int64 array of non-negative bucket indices
+
+        Returns
+        -------
+        (positions, owner) : int64 arrays
+            ``members[positions]`` are the points of ``buckets[0]``, then of ``buckets[1]``, ...;
+            ``owner[i]`` is the index into ``buckets`` that position ``i`` came from.
+        """
+        lens = self.last[buckets] - self.first[buckets]
+        # Start of each bucket's run, shifted so that adding a running index lands in it.
+        pos = np.repeat(self.first[buckets] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
+        return pos, np.repeat(np.arange(len(buckets)), lens)
+
     def draw(self, bucket, u):
         """Member drawn in proportion to weight from each bucket (``-1`` for empty lookups).
 
