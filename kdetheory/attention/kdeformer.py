@@ -168,8 +168,9 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
     eps/3 compose to ``(2 eps/3)/(1 - eps/3) <= eps``. The row-sum stage asks each query for
     failure probability ``delta / (3 n_q)``, so all rows hold at once with ``1 - delta/3``.
     The KDEs' density floor is ``e^{-G^2/2}/2`` with G >= gamma the bound of :func:`diameter_bound`
-    (Theorem 3.3's floor when G = gamma, a smaller but still valid one otherwise). Runtime (Theorem 3.4): two weighted exponential KDEs, sub-quadratic only for bounded
-    diameter ``max ||q_i - k_j||^2 = O(log n)`` (Corollary 3.4), plus ``O(n_q m d)``.
+    (Theorem 3.3's floor when G = gamma, a smaller but still valid one otherwise). Runtime
+    (Theorem 3.4): two weighted exponential KDEs, sub-quadratic only for bounded diameter
+    ``max ||q_i - k_j||^2 = O(log n)`` (Corollary 3.4), plus ``O(n_q m d)``.
 
     References
     ----------
@@ -224,17 +225,17 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
 
     # Step 4: sample and multiply in O(n_q m d).
     S = SamplingMatrix.draw(p, n_samples, rng=rng_draw)
-    output = _sampled_product(Qs, Ks, V, S, log_d, xp, backend)
-    n_unique = len(np.unique(S.indices))
+    output, n_unique = _sampled_product(Qs, Ks, V, S, log_d, xp, backend)
 
     d, d_v = Q.shape[1], V.shape[1]
     cost = {
-        "row_sums_kde": _stage(rows.kernel_evaluations.sum(), rows.hash_evaluations.sum()),
-        "column_norm_kde": _stage(cols.kernel_evaluations.sum(), cols.hash_evaluations.sum()),
+        # A kernel evaluation of the (d+1)-dimensional Gaussian KDEs is one inner product: 2 (d + 1) FLOPs.
+        "row_sums_kde": _stage(rows.kernel_evaluations.sum(), rows.hash_evaluations.sum(),
+                               2 * (d + 1) * rows.kernel_evaluations.sum()),
+        "column_norm_kde": _stage(cols.kernel_evaluations.sum(), cols.hash_evaluations.sum(),
+                                  2 * (d + 1) * cols.kernel_evaluations.sum()),
         "sampled_product": _stage(n_q * n_unique, 0, 2 * n_q * n_unique * (d + d_v)),
     }
-    cost["row_sums_kde"]["flops"] = 2 * (d + 1) * cost["row_sums_kde"]["kernel_evaluations"]
-    cost["column_norm_kde"]["flops"] = 2 * (d + 1) * cost["column_norm_kde"]["kernel_evaluations"]
     cost["total"] = {k: sum(stage[k] for stage in cost.values()) for k in ("kernel_evaluations", "hash_evaluations", "flops")}
     cost["exact_attention_flops"] = 2 * n_q * n_k * (d + d_v)
     with np.errstate(over="ignore"):
@@ -247,14 +248,14 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
 
 
 def _sampled_product(Qs, Ks, V, S, log_d, xp, backend):
-    """``D~^-1 exp(Qs Ks_l^T) diag(1/(m p_l)) V_l`` with repeated samples merged."""
+    """``D~^-1 exp(Qs Ks_l^T) diag(1/(m p_l)) V_l`` with repeated samples merged; also the number of distinct keys."""
     uniq, counts = np.unique(S.indices, return_counts=True)
     log_weight = np.log(counts) - np.log(S.n_samples * S.probabilities[uniq])
     idx = to_namespace(uniq, xp)
     lse, out = lse_products_on(backend, Qs, Ks[idx], to_namespace(log_weight.astype(Qs.dtype), xp), V[idx])
     # sum_l w_l e^{<q_i,k_l>} v_l = e^{lse_i} out_i; divide by D~_ii in the log domain.
     factor = to_namespace(np.exp(to_numpy(lse) - log_d).astype(Qs.dtype), xp)
-    return out * factor[:, None]
+    return out * factor[:, None], len(uniq)
 
 
 def sampled_attention(Q, K, V, sampling, *, log_row_sums=None, scale=1.0, backend="auto"):
@@ -300,4 +301,4 @@ def sampled_attention(Q, K, V, sampling, *, log_row_sums=None, scale=1.0, backen
         if log_d.shape != (Q.shape[0],) or not np.isfinite(log_d).all():
             raise ValueError(f"log_row_sums: got shape {log_d.shape} or non-finite entries; pass ({Q.shape[0]},) finite logs.")
     root = math.sqrt(scale)
-    return _sampled_product(Q * root, K * root, V, sampling, log_d, xp, backend)
+    return _sampled_product(Q * root, K * root, V, sampling, log_d, xp, backend)[0]
