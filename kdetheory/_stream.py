@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _config
 
-__all__ = ["block_shape", "lse_products"]
+__all__ = ["block_shape", "lse_products", "shifted_exp_"]
 
 
 def block_shape(m: int, n: int, itemsize: int, *, temporaries: int = 2) -> tuple[int, int]:
@@ -26,6 +26,17 @@ def block_shape(m: int, n: int, itemsize: int, *, temporaries: int = 2) -> tuple
     cols = min(n, entries)
     rows = max(1, min(m, entries // cols))
     return rows, cols
+
+
+def shifted_exp_(block, shift, xp=np):
+    """In place: ``block <- exp(block - shift[..., None])``, one pass on the GPU (a fused
+    kernel), two in-place passes and no temporary on the host. Returns ``block``."""
+    if xp is np:
+        np.subtract(block, shift[..., None], out=block)
+        return np.exp(block, out=block)
+    from ._cupy.fused import shifted_exp_ as fused
+
+    return fused(block, shift)
 
 
 def lse_products(Y, X, log_w, V=None, *, scale=1.0, xp=np):
@@ -63,12 +74,6 @@ def lse_products(Y, X, log_w, V=None, *, scale=1.0, xp=np):
     # one pass over the block fewer than a separate sum.
     ones = xp.ones(X.shape[:-1] + (1,), dtype=dtype)
     V1 = ones if V is None else xp.concatenate([V.astype(dtype, copy=False), ones], axis=-1)
-    if xp is np:
-        def shifted_exp_(block, shift):
-            np.subtract(block, shift[..., None], out=block)
-            return np.exp(block, out=block)
-    else:
-        from ._cupy.fused import shifted_exp_
     lse = xp.empty(lead + (m,), dtype=dtype)
     out = None if V is None else xp.empty(lead + (m, V.shape[-1]), dtype=dtype)
     for r0 in range(0, m, rows):
@@ -84,7 +89,7 @@ def lse_products(Y, X, log_w, V=None, *, scale=1.0, xp=np):
             # Rows that have seen only zero weights keep max -inf; shift by 0 there to avoid inf - inf.
             shift = xp.where(xp.isfinite(new_max), new_max, 0)
             acc *= xp.exp(run_max - shift)[..., None]
-            acc += shifted_exp_(logits, shift) @ V1[..., c0:c0 + cols, :]
+            acc += shifted_exp_(logits, shift, xp) @ V1[..., c0:c0 + cols, :]
             run_max = new_max
         run_sum = acc[..., -1]
         empty = run_sum == 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _config
+from .._stream import shifted_exp_
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,12 @@ def _rows_per_chunk(total_rows, cols, itemsize, temporaries=2):
 
 
 def _shifted_sums(logits, values, xp):
-    """Max-shifted ``(mx, exp(logits - mx) @ values)`` along the last axis; -inf rows give (-inf, 0)."""
+    """Max-shifted ``(mx, exp(logits - mx) @ values)`` along the last axis; -inf rows give (-inf, 0).
+
+    Overwrites ``logits`` (its exponentials are computed in place)."""
     mx = logits.max(axis=-1)
     shift = xp.where(xp.isfinite(mx), mx, 0)
-    weights = xp.exp(logits - shift[..., None])
-    return mx, weights @ values
+    return mx, shifted_exp_(logits, shift, xp) @ values
 
 
 def block_diagonal_products(Qs, Ks, V1s, part, xp):
@@ -104,7 +106,8 @@ def block_diagonal_products(Qs, Ks, V1s, part, xp):
         q = Qs[bi[:, None], qi[ti]]  # (c, q_max, d)
         k = Ks[bi[:, None], ki[ti]]  # (c, b, d)
         v = V1s[bi[:, None], ki[ti]]  # (c, b, p)
-        logits = q @ xp.swapaxes(k, -1, -2) + key_mask[ti][:, None, :]
+        logits = q @ xp.swapaxes(k, -1, -2)
+        logits += key_mask[ti][:, None, :]
         m_c, a_c = _shifted_sums(logits, v, xp)
         ok = q_ok[ti]
         rows = qi[ti][ok]
@@ -139,9 +142,10 @@ def masked_sampled_products(Qs, K_samp, V1_samp, log_w, k_block, part, xp):
     step = _rows_per_chunk(n_q, max(1, m) * B, Qs.dtype.itemsize)
     Kt = xp.swapaxes(K_samp, -1, -2)
     for r0 in range(0, n_q, step):
-        logits = Qs[:, r0:r0 + step] @ Kt + log_w[:, None, :]
+        logits = Qs[:, r0:r0 + step] @ Kt
+        logits += log_w[:, None, :]
         own = q_block[r0:r0 + step][None, :, None] == k_block[:, None, :]
-        logits = xp.where(own, -xp.inf, logits)
+        logits = xp.where(own, -xp.inf, logits)  # (measured faster than an in-place putmask here)
         mx[:, r0:r0 + step], acc[:, r0:r0 + step] = _shifted_sums(logits, V1_samp, xp)
     return mx, acc
 
