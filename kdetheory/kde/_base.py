@@ -180,6 +180,18 @@ class KDEEstimator(abc.ABC):
     def _query(self, Ys, Y, gen):
         """Return (estimate, below_mu_min, kernel_evaluations, hash_evaluations, levels_visited)."""
 
+    def _sampling_level(self, Y, level, rng):
+        """Inputs of a ``samples()`` call of a multi-level estimator: the scaled, validated queries,
+        the level (which must use its tables, not the exact fallback) and the generator."""
+        Y = check_matrix("Y", Y, dtype=self.X.dtype)
+        check_same_columns("X", self.X, "Y", Y)
+        lev = self.levels[level]
+        if lev["exact"]:
+            raise ValueError(f"level: got {level}, a level that answers exactly (it has no tables); pick one "
+                             f"of {[i for i, l in enumerate(self.levels) if not l['exact']]}.")
+        gen = self._rng if rng is None else as_generator(rng)
+        return Y * Y.dtype.type(self._scale), lev, gen
+
     def _exact(self, Y):
         """Exact densities at the rows of ``Y`` (original coordinates), as a host float64 array."""
         from .exact import gaussian_kde

@@ -18,8 +18,7 @@ import math
 import numpy as np
 
 from .._array import to_numpy
-from .._rng import as_generator
-from .._validation import check_int, check_matrix, check_positive, check_same_columns
+from .._validation import check_int, check_positive
 from ..lsh.euclidean import BucketTables, _log_p1, hash_points, log_found_probability
 from ._base import KDEEstimator, adaptive_search, density_levels
 from ._mom import median_of_means, mom_shape
@@ -194,14 +193,8 @@ class CKNSKDE(KDEEstimator):
         -------
         (m, n_copies) float64 ndarray
         """
-        Y = check_matrix("Y", Y, dtype=self.X.dtype)
-        check_same_columns("X", self.X, "Y", Y)
-        if self.levels[level]["exact"]:
-            raise ValueError(f"level: got {level}, a level that answers exactly (no copies); pick one "
-                             f"of {[i for i, l in enumerate(self.levels) if not l['exact']]}.")
-        gen = self._rng if rng is None else as_generator(rng)
-        Ys = Y * Y.dtype.type(self._scale)
-        return self._copies(self.levels[level], Ys, np.arange(Y.shape[0]), gen)[0]
+        Ys, lev, gen = self._sampling_level(Y, level, rng)
+        return self._copies(lev, Ys, np.arange(Ys.shape[0]), gen)[0]
 
     def _query(self, Ys, Y, gen):
         def estimate_level(j, idx):

@@ -15,8 +15,7 @@ import numpy as np
 
 from .. import _config
 from .._array import to_numpy
-from .._rng import as_generator
-from .._validation import check_choice, check_int, check_matrix, check_positive, check_same_columns
+from .._validation import check_choice, check_int, check_positive
 from ..lsh.euclidean import BucketTables, _log_p1, hash_points
 from ._base import KDEEstimator, adaptive_search, density_levels
 from ._mom import median_of_means, mom_shape
@@ -206,16 +205,9 @@ class HashingBasedKDE(KDEEstimator):
             Sample ``t`` of query ``i`` uses table ``t`` alone; their mean is unbiased and
             their relative variance is what :meth:`variance` models.
         """
-        Y = check_matrix("Y", Y, dtype=self.X.dtype)
-        check_same_columns("X", self.X, "Y", Y)
-        lev = self.levels[level]
-        if lev["exact"]:
-            raise ValueError(f"level: got {level}, a level that answers exactly (no tables); pick one "
-                             f"of {[i for i, l in enumerate(self.levels) if not l['exact']]}.")
-        gen = self._rng if rng is None else as_generator(rng)
-        Ys = Y * Y.dtype.type(self._scale)
+        Ys, lev, gen = self._sampling_level(Y, level, rng)
         Yh = np.ascontiguousarray(to_numpy(Ys), dtype=np.float64)
-        return self._level_samples(lev, Ys, Yh, np.arange(Y.shape[0]), gen)[0]
+        return self._level_samples(lev, Ys, Yh, np.arange(Ys.shape[0]), gen)[0]
 
     def _query(self, Ys, Y, gen):
         Yh = np.ascontiguousarray(to_numpy(Ys), dtype=np.float64)
