@@ -27,6 +27,12 @@ def log_p1(c):
 
 
 @numba.njit(fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
+def kernel_over_collision(r2, n_concat, width):
+    """``k(x, q) / p(x, q) = exp(-r^2) / p1(r / w)^k``: the importance weight of an HBE sample."""
+    return math.exp(-r2 - n_concat * log_p1(math.sqrt(r2) / width))
+
+
+@numba.njit(fastmath=_config.NUMBA_FASTMATH, cache=_config.NUMBA_CACHE)
 def _sqdist(X, a, Y, i):
     s = 0.0
     for k in range(X.shape[1]):
@@ -58,7 +64,7 @@ def _hbe_sample(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight
             pos = min(max(lo, first[b]), last[b] - 1)
             r2 = _sqdist(Xs, members[pos], Ys, i)
             kev[i] += 1
-            Z[i, t] = bucket_weight[b] / size * math.exp(-r2 - n_concat * log_p1(math.sqrt(r2) / width))
+            Z[i, t] = bucket_weight[b] / size * kernel_over_collision(r2, n_concat, width)
     return Z, kev
 
 
@@ -76,7 +82,7 @@ def _hbe_bucket(Xs, Ys, weights, members, first, last, bucket, size, n_concat, w
             for pos in range(first[b], last[b]):
                 a = members[pos]
                 r2 = _sqdist(Xs, a, Ys, i)
-                acc += weights[a] * math.exp(-r2 - n_concat * log_p1(math.sqrt(r2) / width))
+                acc += weights[a] * kernel_over_collision(r2, n_concat, width)
             kev[i] += last[b] - first[b]
             Z[i, t] = acc / size
     return Z, kev

@@ -255,7 +255,7 @@ class HashingBasedKDE(KDEEstimator):
             hit = pos >= 0
             qi = np.broadcast_to(np.arange(m), (T, m))[hit]
             r2 = _sqdist(self._Xh[tab.members[pos[hit]]], Yq[qi])
-            Z[hit] = tab.bucket_weight[bucket[hit]] / s * np.exp(-r2 - k * _log_p1(np.sqrt(r2) / w))
+            Z[hit] = tab.bucket_weight[bucket[hit]] / s * _kernel_over_collision(r2, k, w)
             return Z.T, hit.sum(axis=0)
         kev = np.zeros(m, dtype=np.int64)
         for t in range(T):
@@ -264,10 +264,16 @@ class HashingBasedKDE(KDEEstimator):
             qq = q[owner]
             a = tab.members[pos]
             r2 = _sqdist(self._Xh[a], Yq[qq])
-            vals = self._w_host[a] * np.exp(-r2 - k * _log_p1(np.sqrt(r2) / w))
+            vals = self._w_host[a] * _kernel_over_collision(r2, k, w)
             Z[t] = np.bincount(qq, weights=vals, minlength=m) / s
             kev += np.bincount(qq, minlength=m)
         return Z.T, kev
+
+
+def _kernel_over_collision(r2, n_concat, width):
+    """``k(x, q) / p(x, q) = exp(-r^2) / p1(r / w)^k`` for squared distances ``r2`` (the numba twin
+    is ``kdetheory._numba.kde.kernel_over_collision``)."""
+    return np.exp(-r2 - n_concat * _log_p1(np.sqrt(r2) / width))
 
 
 def _sqdist(A, B):

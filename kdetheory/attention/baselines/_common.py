@@ -70,3 +70,20 @@ def log_positive_features(X, W, xp):
     m = W.shape[0]
     Wx = xp.asarray(W).astype(X.dtype)
     return X @ Wx.T - 0.5 * (X * X).sum(axis=-1, keepdims=True) - X.dtype.type(0.5 * math.log(m))
+
+
+def shifted_positive_features(Qb, Kb, n_features, orthogonal, scale, gen, xp):
+    """Performer features of queries and keys, max-shifted for stability.
+
+    ``Qb`` carries the logit scale (from :func:`prepare`); it is split evenly between the two
+    sides (q sqrt(s), k sqrt(s)). Returns ``(phi_q, phi_k, cq, ck)`` with
+    ``phi(q_i)^T phi(k_j) = phi_q[i]^T phi_k[j] * exp(cq[i] + ck)``: each query's log-features
+    are shifted by their own maximum ``cq`` (B, n_q), the keys' by one maximum ``ck`` (B,) per
+    sequence, so the shifts cancel in any ratio of the two.
+    """
+    s_half = Qb.dtype.type(float(scale) ** 0.5)
+    W = random_directions(n_features, Qb.shape[-1], bool(orthogonal), gen)
+    lq, lk = log_positive_features(Qb / s_half, W, xp), log_positive_features(Kb * s_half, W, xp)
+    cq = lq.max(axis=-1)
+    ck = lk.max(axis=(-2, -1))
+    return xp.exp(lq - cq[..., None]), xp.exp(lk - ck[:, None, None]), cq, ck

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..._rng import as_generator
 from ..._validation import check_int
-from ._common import ApproxResult, log_positive_features, prepare, random_directions, with_ones
+from ._common import ApproxResult, prepare, shifted_positive_features, with_ones
 
 
 def performer(Q, K, V, *, n_features, orthogonal=False, scale=1.0, rng=None):
@@ -46,19 +46,12 @@ def performer(Q, K, V, *, n_features, orthogonal=False, scale=1.0, rng=None):
     Qb, Kb, Vb, lead, xp = prepare(Q, K, V, scale)
     m = check_int("n_features", n_features, minimum=1)
     gen = as_generator(rng)
-    # Qb already carries the scale; split it evenly between the two sides: q sqrt(s), k sqrt(s).
-    s_half = Qb.dtype.type(float(scale) ** 0.5)
-    q, k = Qb / s_half, Kb * s_half
-    W = random_directions(m, Qb.shape[-1], bool(orthogonal), gen)
-    lq, lk = log_positive_features(q, W, xp), log_positive_features(k, W, xp)
-    cq = lq.max(axis=-1, keepdims=True)
-    ck = lk.max(axis=(-2, -1), keepdims=True)
-    phi_q, phi_k = xp.exp(lq - cq), xp.exp(lk - ck)
+    phi_q, phi_k, cq, ck = shifted_positive_features(Qb, Kb, m, orthogonal, scale, gen, xp)
     kv = xp.swapaxes(phi_k, -1, -2) @ with_ones(Vb, xp)
     num = phi_q @ kv
     dv = Vb.shape[-1]
     out = num[..., :dv] / num[..., dv:]
-    log_d = xp.log(num[..., dv]) + cq[..., 0] + ck[..., 0, :]
+    log_d = xp.log(num[..., dv]) + cq + ck[:, None]
     n_q, n_k, d = Qb.shape[-2], Kb.shape[-2], Qb.shape[-1]
     B = Qb.shape[0]
     cost = {

@@ -7,7 +7,7 @@ import numpy as np
 from ..._rng import as_generator
 from ..._validation import check_int
 from .._blocks import _rows_per_chunk
-from ._common import ApproxResult, log_positive_features, prepare, random_directions, with_ones
+from ._common import ApproxResult, prepare, shifted_positive_features, with_ones
 
 
 def _band_starts(n_q, n_k, w):
@@ -58,12 +58,7 @@ def scatterbrain(Q, K, V, *, n_features, local_size, orthogonal=False, scale=1.0
     m = check_int("n_features", n_features, minimum=1)
     w = check_int("local_size", local_size, minimum=0, maximum=n_k)
     gen = as_generator(rng)
-    s_half = Qb.dtype.type(float(scale) ** 0.5)
-    W = random_directions(m, d, bool(orthogonal), gen)
-    lq, lk = log_positive_features(Qb / s_half, W, xp), log_positive_features(Kb * s_half, W, xp)
-    cq = lq.max(axis=-1)  # (B, n_q)
-    ck = lk.max(axis=(-2, -1))  # (B,)
-    phi_q, phi_k = xp.exp(lq - cq[..., None]), xp.exp(lk - ck[:, None, None])
+    phi_q, phi_k, cq, ck = shifted_positive_features(Qb, Kb, m, orthogonal, scale, gen, xp)
     V1 = with_ones(Vb, xp)
     low = phi_q @ (xp.swapaxes(phi_k, -1, -2) @ V1)  # relative to exp(cq + ck)
     base = cq + ck[:, None]
