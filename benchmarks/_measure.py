@@ -121,3 +121,15 @@ def spectral_norm_tall(M):
 
     M = to_numpy(M).astype(np.float64).reshape(-1, M.shape[-2], M.shape[-1])
     return np.array([np.sqrt(max(np.linalg.eigvalsh(m.T @ m)[-1], 0.0)) for m in M])
+
+
+def to_host(a):
+    """``a`` as a NumPy array (copied from the GPU when needed)."""
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def xp_of(a):
+    """The array namespace (numpy or cupy) of ``a``."""
+    from kdetheory._array import namespace
+
+    return namespace(a)

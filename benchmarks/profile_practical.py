@@ -1,7 +1,7 @@
 """Where the time of ``kdeformer_practical`` goes, stage by stage (hash+sort, gather, sampling
-distribution, diagonal blocks, sampled residual, merge), on the CPU or the GPU.
+distribution, draw, diagonal blocks, sampled residual, merge), on the CPU or the GPU.
 
-    python -m benchmarks.profile_practical --device gpu --n 65536 --d 64 --heads 4 --budget 1024
+    python -m benchmarks.profile_practical --device gpu --n 65536 --d 64 --heads 1 --bucket-size 128 --n-samples 256
 
 Each stage function of ``kdetheory.attention.practical`` is wrapped by a timer that
 synchronises the device before and after it, so the stage times add up to the total (the
@@ -17,19 +17,18 @@ import time
 import numpy as np
 
 from kdetheory.attention import _blocks, practical
-from kdetheory.attention.baselines.budget import budget_parameters
 from kdetheory.datasets.synthetic import attention_instance
 
 from . import _measure
 
 STAGES = {
     (practical, "_sort_by_bucket"): "hash + sort",
-    (practical, "_gather_rows"): "gather / un-permute",
+    (practical, "_gather_rows"): "gather (sort Q, K, V)",
     (practical, "_probabilities"): "sampling distribution",
-    (practical, "_draw"): "draw samples (host)",
-    (_blocks, "block_diagonal_products"): "diagonal blocks (A_spar)",
-    (_blocks, "masked_sampled_products"): "sampled residual (A_res)",
-    (_blocks, "merge"): "merge + normalise",
+    (practical, "_draw"): "draw samples (inverse CDF, on the inputs' device)",
+    (_blocks, "block_diagonal_products"): "diagonal blocks (A_spar, key ranges)",
+    (_blocks, "masked_sampled_products"): "sampled residual (A_res, index list)",
+    (_blocks, "finish"): "merge + normalise + un-permute",
 }
 
 
@@ -52,13 +51,42 @@ def instrument(xp, totals):
     return originals
 
 
+def profile(Q, K, V, kwargs, xp, repeat=3):
+    """``{"total": s, "synced": s, stage label: s}`` of ``kdeformer_practical(Q, K, V, **kwargs)`` (medians/means)."""
+    run = lambda: practical.kdeformer_practical(Q, K, V, **kwargs, rng=0)  # noqa: E731
+    run()
+    plain = _measure.median_time(run, xp, repeat=repeat)
+    totals = collections.defaultdict(float)
+    originals = instrument(xp, totals)
+    try:
+        _measure.sync(xp)
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            run()
+        _measure.sync(xp)
+        synced = (time.perf_counter() - t0) / repeat
+    finally:
+        for (module, name), fn in originals.items():
+            setattr(module, name, fn)
+    stages = {label: totals[label] / repeat for label in STAGES.values()}
+    stages["other (validation, reshapes, cost)"] = synced - sum(stages.values())
+    return {"total": plain, "synced": synced, "stages": stages}
+
+
+def to_markdown(prof):
+    lines = ["| stage | ms | share |", "|---|---|---|"]
+    lines += [f"| {label} | {t * 1e3:.3f} | {t / prof['synced']:.0%} |" for label, t in prof["stages"].items()]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--n", type=int, default=16384)
     p.add_argument("--d", type=int, default=64)
     p.add_argument("--heads", type=int, default=1)
-    p.add_argument("--budget", type=int, default=1024)
+    p.add_argument("--bucket-size", type=int, default=128)
+    p.add_argument("--n-samples", type=int, default=256)
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
     if args.device == "gpu":
@@ -69,30 +97,11 @@ def main(argv=None):
         xp = np
     parts = [attention_instance(args.n, args.d, kind="clustered", rng=h) for h in range(args.heads)]
     Q, K, V = (xp.asarray(np.stack([pp[i] for pp in parts]).astype(np.float32)) for i in range(3))
-    kwargs = budget_parameters("kdeformer", args.budget)[0]
-    run = lambda: practical.kdeformer_practical(Q, K, V, **kwargs, rng=0)  # noqa: E731
-    run()
-    plain = _measure.median_time(run, xp, repeat=args.repeat)
-    totals = collections.defaultdict(float)
-    originals = instrument(xp, totals)
-    try:
-        _measure.sync(xp)
-        t0 = time.perf_counter()
-        for _ in range(args.repeat):
-            run()
-        _measure.sync(xp)
-        synced = (time.perf_counter() - t0) / args.repeat
-    finally:
-        for (module, name), fn in originals.items():
-            setattr(module, name, fn)
-    print(f"kdeformer_practical on {_measure.machine(xp)}: n={args.n} d={args.d} heads={args.heads} "
-          f"F={args.budget} {kwargs}; total {plain * 1e3:.2f} ms (with stage synchronisation {synced * 1e3:.2f} ms)")
-    print("| stage | ms | share |\n|---|---|---|")
-    for label in STAGES.values():
-        ms = totals[label] / args.repeat * 1e3
-        print(f"| {label} | {ms:.2f} | {ms / (synced * 1e3):.0%} |")
-    other = synced * 1e3 - sum(totals.values()) / args.repeat * 1e3
-    print(f"| other (validation, reshapes, cost) | {other:.2f} | {other / (synced * 1e3):.0%} |")
+    kwargs = {"bucket_size": args.bucket_size, "n_samples": args.n_samples}
+    prof = profile(Q, K, V, kwargs, xp, args.repeat)
+    print(f"kdeformer_practical on {_measure.machine(xp)}: n={args.n} d={args.d} heads={args.heads} {kwargs}; "
+          f"total {prof['total'] * 1e3:.2f} ms (with stage synchronisation {prof['synced'] * 1e3:.2f} ms)")
+    print(to_markdown(prof))
 
 
 if __name__ == "__main__":

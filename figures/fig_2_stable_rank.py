@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from proofs_checks._harness import load_claim_data
+from proofs_checks import results
 
 from . import _style
 
@@ -31,7 +31,7 @@ def _spectrum_panel(ax, s_full, s_res, title):
 
 
 def make(results_dir, outdir):
-    data = load_claim_data("figure_2_stable_rank", results_dir)
+    data = results.load("figure_2_stable_rank", results_dir)
     real = "real_ratio" in data
     panels = [(f"sv_{k}", f"sv_res_{k}", f"synthetic {k}") for k in ("peaky", "flat")]
     if real:

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from proofs_checks._harness import load_claim_data
+from proofs_checks import results
 
 from . import _style
 
@@ -16,7 +16,7 @@ CLAIMS = ("figure_2_stable_rank",)
 
 
 def make(results_dir, outdir):
-    data = load_claim_data("figure_2_stable_rank", results_dir)
+    data = results.load("figure_2_stable_rank", results_dir)
     P, mask = np.asarray(data["fig3_P"]), np.asarray(data["fig3_mask"]).astype(bool)
     sampled = np.asarray(data["fig3_sampled"], dtype=int)
     positive = P[P > 0]

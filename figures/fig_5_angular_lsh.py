@@ -7,7 +7,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from proofs_checks._harness import load_claim_data
+from proofs_checks import results
 
 from . import _style
 
@@ -57,7 +57,7 @@ def _sorted_panel(ax, bucket, rank, block, colors):
 
 
 def make(results_dir, outdir):
-    data = load_claim_data("gray_code_adjacency", results_dir)
+    data = results.load("gray_code_adjacency", results_dir)
     X, bucket = np.asarray(data["fig5_points"]), np.asarray(data["fig5_bucket"])
     rank, block, W = np.asarray(data["fig5_rank"]), np.asarray(data["fig5_block"]), np.asarray(data["fig5_directions"])
     _style.apply()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from proofs_checks._harness import load_claim_data
+from proofs_checks import results
 
 from . import _style
 
@@ -14,7 +14,7 @@ CLAIMS = ("lemma_3_1_amm_scaling",)
 
 
 def make(results_dir, outdir):
-    data = load_claim_data("lemma_3_1_amm_scaling", results_dir)
+    data = results.load("lemma_3_1_amm_scaling", results_dir)
     m, errors = np.asarray(data["m"], float), np.asarray(data["errors"], float)
     _style.apply()
     fig, ax = plt.subplots(figsize=(5.5, 4))

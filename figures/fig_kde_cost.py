@@ -7,7 +7,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from proofs_checks._harness import has_claim_data, load_claim_data
+from proofs_checks import results
 
 from . import _style
 
@@ -51,13 +51,13 @@ def _variance_panel(ax, data):
 
 
 def make(results_dir, outdir):
-    data = load_claim_data("theorem_2_1_cost_exponent", results_dir)
-    variance = has_claim_data("hbe_variance_vs_density", results_dir)
+    data = results.load("theorem_2_1_cost_exponent", results_dir)
+    variance = results.available("hbe_variance_vs_density", results_dir)
     _style.apply()
     fig, axes = plt.subplots(1, 2 if variance else 1, figsize=(11, 4.2) if variance else (5.8, 4.2))
     axes = np.atleast_1d(axes)
     _cost_panel(axes[0], data)
     if variance:
-        _variance_panel(axes[1], load_claim_data("hbe_variance_vs_density", results_dir))
+        _variance_panel(axes[1], results.load("hbe_variance_vs_density", results_dir))
     fig.suptitle("Theorem 2.1: KDE cost versus density (clustered synthetic data)", fontsize=11)
     return _style.save(fig, NAME, outdir)

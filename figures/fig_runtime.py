@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from proofs_checks._harness import load_claim_data
+from proofs_checks import results
 
 from . import _style
 
@@ -14,7 +14,7 @@ CLAIMS = ("corollary_3_4_runtime",)
 
 
 def make(results_dir, outdir):
-    data = load_claim_data("corollary_3_4_runtime", results_dir)
+    data = results.load("corollary_3_4_runtime", results_dir)
     n = np.asarray(data["n"], float)
     _style.apply()
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -23,7 +23,7 @@ def make(results_dir, outdir):
         ax.loglog(n, np.asarray(data[key], float), "o-", color=_style.color_for(kde), label=f"KDEformer, kde={kde}")
     ax.loglog(n, n**2, "k--", label=r"exact attention, $n^2$")
     ax.set_xlabel("sequence length n")
-    ax.set_ylabel("kernel + hash evaluations")
-    ax.set_title(r"Corollary 3.4: work for $\max\|q-k\|^2 \leq \ln n$", fontsize=9)
+    ax.set_ylabel("KDE-stage kernel + hash evaluations")
+    ax.set_title(rf"Corollary 3.4: KDE-stage work for $\max\|q-k\|^2 \leq {float(data['c'])}\ln n$", fontsize=9)
     ax.legend(fontsize=8)
     return _style.save(fig, NAME, outdir)

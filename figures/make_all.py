@@ -4,7 +4,7 @@ A figure script is a module ``figures/fig_<something>.py`` with::
 
     NAME = "figure_2_stable_rank"          # output file stem; name the paper figure
     CLAIMS = ("figure_2_stable_rank",)     # claims whose saved data it reads
-    def make(results_dir, outdir): ...     # read with load_claim_data, draw, return _style.save(fig, NAME, outdir)
+    def make(results_dir, outdir): ...     # proofs_checks.results.load, draw, return _style.save(fig, NAME, outdir)
 
 Figures only read ``results/<claim>.npz|json`` (written by ``python -m proofs_checks``); they never compute an
 estimator, so regenerating them is cheap and they always show the data the report was made from.
@@ -19,7 +19,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from proofs_checks._harness import has_claim_data
+from proofs_checks import results
 
 from . import _style
 
@@ -70,11 +70,11 @@ def _load(path: Path):
 
 def _render(module, results_dir: Path, outdir: Path) -> FigureOutcome:
     claims = [module.CLAIMS] if isinstance(module.CLAIMS, str) else list(module.CLAIMS)
-    missing = [c for c in claims if not has_claim_data(c, results_dir)]
+    missing = [c for c in claims if not results.available(c, results_dir)]
     if missing:
         return FigureOutcome(module.NAME, "skipped",
                              f"no data for {', '.join(missing)} in {results_dir}; "
-                             f"run python -m proofs_checks --claims {' '.join(missing)}")
+                             f"run python -m proofs_checks --claims {' '.join(missing)} --out {results_dir} --merge")
     try:
         paths = module.make(results_dir, outdir)
     except Exception:

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ._array import namespace
+from ._array import from_dlpack, is_foreign_array, namespace
 
 __all__ = [
     "check_matrix",
@@ -21,6 +21,8 @@ __all__ = [
     "check_positive",
     "check_int",
     "check_choice",
+    "float_dtype",
+    "result_float_dtype",
     "PreconditionWarning",
 ]
 
@@ -38,8 +40,15 @@ def check_matrix(name, a, *, ndim=2, dtype=None, allow_empty=False):
 
     Integers and booleans are converted to float64; float32 stays float32 unless ``dtype``
     says otherwise; complex, object and string dtypes are refused. NumPy stays NumPy and CuPy
-    stays CuPy. ``ndim`` may be an int or a tuple of allowed ints.
+    stays CuPy; arrays of other libraries exposing ``__dlpack__`` (PyTorch, JAX) are viewed as
+    NumPy or CuPy without a copy. Masked arrays are refused (their mask would be ignored).
+    ``ndim`` may be an int or a tuple of allowed ints.
     """
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{name}: got a numpy masked array, whose mask would be ignored; "
+                        "pass a.filled(value) or a.compressed().")
+    if is_foreign_array(a):
+        a = from_dlpack(a)
     if not hasattr(a, "shape") or not hasattr(a, "dtype"):
         if isinstance(a, (list, tuple)):
             a = np.asarray(a)
@@ -50,10 +59,7 @@ def check_matrix(name, a, *, ndim=2, dtype=None, allow_empty=False):
     xp = namespace(a)
     kind = a.dtype.kind
     if kind not in "fiub":
-        raise TypeError(
-            f"{name}: got dtype {a.dtype}; pass a real floating-point (or integer) array, "
-            "e.g. x.real.astype(float) for complex data."
-        )
+        raise TypeError(f"{name}: got dtype {a.dtype}; pass a real floating-point (or integer) array, {_FIX[kind]}.")
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if a.ndim not in allowed:
         want = " or ".join(f"{k}-D" for k in allowed)
@@ -61,9 +67,7 @@ def check_matrix(name, a, *, ndim=2, dtype=None, allow_empty=False):
     if not allow_empty and a.size == 0:
         raise ValueError(f"{name}: got an empty array of shape {tuple(a.shape)}; pass at least one row and column.")
     if dtype is None:
-        dtype = a.dtype if kind == "f" and a.dtype.itemsize >= 4 else np.float64
-        if kind == "f" and a.dtype.itemsize > 8:
-            dtype = np.float64
+        dtype = float_dtype(a.dtype)
     a = xp.asarray(a, dtype=dtype)
     if not bool(xp.isfinite(a).all()):
         bad = int((~xp.isfinite(a)).sum())
@@ -71,6 +75,35 @@ def check_matrix(name, a, *, ndim=2, dtype=None, allow_empty=False):
             f"{name}: got {bad} NaN or infinite entries; remove or impute them before calling."
         )
     return a
+
+
+#: How to turn each refused dtype kind into a real floating-point array.
+_FIX = {
+    "c": "e.g. x.real.astype(float) for complex data",
+    "O": "e.g. np.asarray(x, dtype=float) for an object array of numbers",
+    "U": "e.g. np.asarray(x, dtype=float) to parse strings of numbers",
+    "S": "e.g. np.asarray(x, dtype=float) to parse strings of numbers",
+    "M": "e.g. (t - t0) / np.timedelta64(1, 's') for datetimes",
+    "m": "e.g. t / np.timedelta64(1, 's') for time differences",
+    "V": "e.g. one float field of a structured array, x['field'].astype(float)",
+}
+
+
+def float_dtype(dtype):
+    """The floating dtype :func:`check_matrix` turns ``dtype`` into: float32 and float64 stay, integers,
+    booleans, float16 and extended precision become float64."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype.kind == "f" and 4 <= dtype.itemsize <= 8 else np.dtype(np.float64)
+
+
+def result_float_dtype(*arrays):
+    """NumPy's promotion of the floating dtypes of ``arrays`` (None entries ignored).
+
+    Every public function computes in (and returns) this dtype, so ``(float32, float64)`` inputs
+    give float64 whatever their order, and all-float32 inputs give float32.
+    """
+    dtypes = [float_dtype(a.dtype) for a in arrays if a is not None and hasattr(a, "dtype")]
+    return np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
 
 
 def check_same_columns(name_a, a, name_b, b):
@@ -115,10 +148,12 @@ def check_open_unit(name, x):
     return float(x)
 
 
-def check_positive(name, x, *, allow_inf=False):
-    """``x`` must be a real number > 0."""
-    if not _is_real_number(x) or not float(x) > 0 or (not allow_inf and not np.isfinite(float(x))):
-        raise ValueError(f"{name}: got {x!r}; pass a finite number greater than 0.")
+def check_positive(name, x, *, allow_inf=False, allow_zero=False):
+    """``x`` must be a real number > 0 (>= 0 with ``allow_zero``)."""
+    ok = _is_real_number(x) and (float(x) >= 0 if allow_zero else float(x) > 0)
+    if not ok or (not allow_inf and not np.isfinite(float(x))):
+        bound = "greater than or equal to 0" if allow_zero else "greater than 0"
+        raise ValueError(f"{name}: got {x!r}; pass a finite number {bound}.")
     return float(x)
 
 

@@ -8,11 +8,12 @@ a :class:`SamplingMatrix` holds the indices and the scales.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._array import namespace, to_namespace, to_numpy
+from ._array import namespace, to_namespace, to_numpy, wrap_public
 from ._rng import as_generator
 from ._validation import (
     check_int,
@@ -20,6 +21,7 @@ from ._validation import (
     check_open_unit,
     check_positive,
     check_same_rows,
+    result_float_dtype,
 )
 
 __all__ = [
@@ -60,13 +62,17 @@ def sampling_probabilities(x_sq_norms, y_sq_norms=None, *, mix=0.5):
         A probability vector (same array type as the input). A zero vector ``a`` (or ``b``)
         contributes the uniform distribution in its place.
 
+    Notes
+    -----
+    Computed on the host: CuPy norms are copied to host memory (n numbers) and the result back.
+
     References
     ----------
     KDEformer (Zandieh et al., ICML 2023), Lemma 3.1 (reconstructed, SPEC section 3).
     """
     a = _check_sq_norms("x_sq_norms", x_sq_norms)
     xp = namespace(a)
-    if not (isinstance(mix, (int, float)) and 0.0 <= float(mix) <= 1.0):
+    if not (isinstance(mix, numbers.Real) and not isinstance(mix, bool) and 0.0 <= float(mix) <= 1.0):
         raise ValueError(f"mix: got {mix!r}; pass a number in [0, 1].")
 
     def share(v):
@@ -130,16 +136,24 @@ class SamplingMatrix:
 
     @classmethod
     def draw(cls, probabilities, n_samples, *, rng=None):
-        """Draw ``n_samples`` i.i.d. indices from ``probabilities`` (host randomness)."""
-        p = check_matrix("probabilities", probabilities, ndim=1, dtype=np.float64)
-        p_host = to_numpy(p)
-        if bool((p_host < 0).any()) or not math.isclose(float(p_host.sum()), 1.0, rel_tol=1e-9):
+        """Draw ``n_samples`` i.i.d. indices from ``probabilities`` (host randomness).
+
+        ``probabilities`` must be non-negative and sum to 1 up to the rounding of its own dtype
+        (``sqrt(eps)`` relative, NumPy's rule for ``Generator.choice``: 3.5e-4 for float32,
+        1.5e-8 for float64); it is renormalised to sum to 1 exactly (in float64) before use.
+        """
+        p = check_matrix("probabilities", probabilities, ndim=1)
+        tol = math.sqrt(np.finfo(p.dtype).eps)
+        p_host = to_numpy(p).astype(np.float64)
+        total = float(p_host.sum())
+        if bool((p_host < 0).any()) or not math.isclose(total, 1.0, rel_tol=tol):
             raise ValueError(
-                f"probabilities: got entries summing to {float(p_host.sum()):.6g} (min {float(p_host.min()):.3g}); "
-                "pass a non-negative vector summing to 1."
+                f"probabilities: got entries summing to {total:.6g} (min {float(p_host.min()):.3g}); pass a "
+                f"non-negative vector summing to 1 (to {tol:.1e} relative, the tolerance of {p.dtype})."
             )
         m = check_int("n_samples", n_samples, minimum=1)
-        idx = as_generator(rng).choice(p_host.shape[0], size=m, replace=True, p=p_host / p_host.sum())
+        p_host = p_host / total
+        idx = as_generator(rng).choice(p_host.shape[0], size=m, replace=True, p=p_host)
         return cls(indices=idx.astype(np.int64), probabilities=p_host, n=p_host.shape[0])
 
     @property
@@ -197,14 +211,18 @@ def amm(X, Y, *, n_samples, probabilities=None, rng=None):
     Lemma 3.1 (reconstructed): if ``p_i >= (1/4)(||x_i||^2/||X||_F^2 + ||y_i||^2/||Y||_F^2)``
     and ``m = Omega(eps^-2 log n (srank X + srank Y))`` then
     ``||X^T Pi^T Pi Y - X^T Y||_2 <= eps ||X||_2 ||Y||_2`` with probability ``1 - 1/poly(n)``.
-    Cost O(m (q + d) + q d m).
+    Cost O(m (q + d) + q d m). The product runs natively on the GPU for CuPy inputs; the
+    distribution and the m indices are computed and drawn on the host (n + m numbers copied).
+    The result dtype is NumPy's promotion of X and Y.
 
     References
     ----------
     KDEformer (Zandieh et al., ICML 2023), Lemma 3.1; Hsu (2014); Cohen, Nelson, Woodruff (2016).
     """
     X = check_matrix("X", X)
-    Y = check_matrix("Y", Y, dtype=X.dtype)
+    Y = check_matrix("Y", Y)
+    dtype = result_float_dtype(X, Y)
+    X, Y = X.astype(dtype, copy=False), Y.astype(dtype, copy=False)
     check_same_rows("X", X, "Y", Y)
     namespace(X, Y)  # mixed NumPy / CuPy inputs raise here
     if probabilities is None:
@@ -256,10 +274,13 @@ def required_samples(eps, delta, srank_x, srank_y, n, *, c=0.5):
     eps = check_open_unit("eps", eps)
     delta = check_open_unit("delta", delta)
     for name, s in (("srank_x", srank_x), ("srank_y", srank_y)):
-        if not (isinstance(s, (int, float, np.floating, np.integer)) and float(s) >= 1.0 - 1e-9 and np.isfinite(s)):
+        if not (isinstance(s, numbers.Real) and not isinstance(s, bool) and float(s) >= 1.0 - 1e-9 and np.isfinite(s)):
             raise ValueError(f"{name}: got {s!r}; a stable rank is a finite number >= 1.")
     n = check_int("n", n, minimum=1)
     c = check_positive("c", c)
     sigma2 = max(srank_x, srank_y) / c
     lip = math.sqrt(srank_x * srank_y) / (2 * c) + 1.0
     return int(math.ceil(2.0 * (sigma2 + lip * eps / 3.0) * math.log(max(n, 2) / delta) / eps**2))
+
+
+wrap_public(globals(), __all__)  # PyTorch / JAX arrays in, the caller's array type out (DLPack, no copy)

@@ -1,28 +1,27 @@
 """``python -m proofs_checks``: run the paper's checkable claims, print verdicts, write results and figures.
 
 Exit status: 0 when every claim ran (a verdict of "fails" is a finding, not a crash), 1 when any claim ended in
-"error", 2 for bad command-line arguments.
+"error", 2 for bad command-line arguments, 130 when stopped by Ctrl-C (the claims that had finished are written).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.metadata
 import json
-import os
-import platform
+import signal
 import sys
 import traceback
 from pathlib import Path
 
-from ._harness import SIZES, ClaimResult, remove_claim_data, save_claim_data, summarize
+from ._io import remove_claim_data, save_claim_data
+from ._records import SIZES, ClaimResult
 from ._registry import claim_names, load_claim
-from ._runner import error_result, run_claims
+from ._report import format_markdown, format_table, machine_info
+from ._runner import RunInterrupted, error_result, run_claims
+from ._timing import format_plan, plan
+from .results import default_folder
 
 _BACKENDS = ("auto", "numpy", "numba", "cupy")
-_VERSION_OF = ("kdetheory", "numpy", "scipy", "numba", "cupy", "cupy-cuda12x", "cupy-cuda13x", "matplotlib",
-               "dask", "distributed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,13 +29,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m proofs_checks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=SIZES, default="quick", help="quick (CI-sized) or full (the report)")
-    p.add_argument("--claims", nargs="+", metavar="NAME", help="run only these claims (see --list)")
+    p.add_argument("--claims", "--only", dest="claims", nargs="+", metavar="NAME",
+                   help="run only these claims (see --list)")
     p.add_argument("--backend", choices=_BACKENDS, default="auto", help="compute path passed to every claim")
     p.add_argument("--seed", type=int, default=0, help="seed given to every claim as rng (default 0)")
     p.add_argument("--json", metavar="PATH", help="also write the records to PATH ('-' for stdout)")
-    p.add_argument("--results", metavar="DIR", default="results", help="results directory (default ./results)")
+    p.add_argument("--out", "--results", dest="out", metavar="DIR",
+                   help="results folder (default ./results for --size quick, ./results/full for --size full)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the records in --out of claims not run now (a full run made in parts)")
     p.add_argument("--list", action="store_true", help="list the registered claims and exit")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster at ADDRESS (tcp://host:8786)")
+    p.add_argument("--estimate", action="store_true",
+                   help="print each selected claim's expected time at this size (from recorded runs) and exit")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on the Dask cluster at ADDRESS (tcp://host:8786; its workers need this package "
+                        "installed), or 'local': a Dask LocalCluster of --jobs workers on this machine")
     p.add_argument("--no-figures", action="store_true", help="do not regenerate the figures afterwards")
     p.add_argument("--jobs", type=int, metavar="N", help="local worker processes (default: CPU count; 1 = inline)")
     return p
@@ -51,73 +58,6 @@ def list_claims(out=None) -> None:
             print(f"{name:<28} {spec.source:<34} {spec.claim}", file=out)
         except Exception as exc:  # listing must survive a broken module; say what is wrong with it
             print(f"{name:<28} (cannot be loaded: {type(exc).__name__}: {exc})", file=out)
-
-
-def _versions() -> dict:
-    found = {}
-    for dist in _VERSION_OF:
-        try:
-            found[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    if "kdetheory" not in found:  # a source checkout that is not pip-installed
-        try:
-            import kdetheory
-
-            found["kdetheory"] = f"{kdetheory.__version__} (source tree)"
-        except Exception:
-            found["kdetheory"] = "not importable"
-    return found
-
-
-def machine_info() -> dict:
-    """Date, platform, CPU count, Python and package versions, for the report header."""
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "versions": _versions(),
-    }
-
-
-def format_table(results: list[ClaimResult]) -> str:
-    """The verdict table printed on the terminal."""
-    header = ("claim", "source", "measured", "expected", "verdict")
-    rows = [(r.name, summarize(r.source, 30), summarize(r.measured, 44), summarize(r.expected, 40), r.verdict)
-            for r in results]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def format_markdown(results: list[ClaimResult], info: dict, args: argparse.Namespace) -> str:
-    """``results/claims.md``: run metadata, the verdict table, and the details of every claim not holding."""
-    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-    lines = [
-        "# Claim checks",
-        "",
-        f"* date: {info['date']}",
-        f"* machine: {info['platform']}, {info['cpu_count']} CPUs, Python {info['python']}",
-        f"* packages: {versions}",
-        f"* run: size={args.size}, seed={args.seed}, backend={args.backend}",
-        "",
-        "| claim | source | measured | expected | verdict | time (s) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        cells = (r.name, r.source, summarize(r.measured, 80), summarize(r.expected, 80), f"**{r.verdict}**",
-                 f"{r.elapsed_s:.2f}")
-        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
-    for r in results:
-        if r.verdict != "holds" and r.details:
-            lines += ["", f"## {r.name}: {r.verdict}", "", "```", r.details.rstrip(), "```"]
-    return "\n".join(lines) + "\n"
 
 
 def _load_specs(names):
@@ -135,9 +75,63 @@ def _make_figures(results_dir: Path, out) -> None:
         from figures.make_all import make_all
     except ImportError as exc:
         print(f"figures: skipped, the figures package is not importable here ({exc}); "
-              "run from the repository root", file=out)
+              "run `python -m figures --results DIR` from the repository root", file=out)
         return
     make_all(results_dir, results_dir / "figures", out=out)
+
+
+def write_results(results: list[ClaimResult], results_dir: Path, args: argparse.Namespace,
+                  note: str = "") -> tuple[list[ClaimResult], str]:
+    """Write the records to ``claims.json`` and ``claims.md``, the machines and settings to ``run.json``, and each
+    claim's figure data; return the records written (with ``--merge``, the earlier ones not re-run as well) and
+    their JSON text."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    earlier, parts = _earlier_records(results_dir, {r.name for r in results}) if args.merge else ([], [])
+    for r in results:
+        if r.figure_data:
+            save_claim_data(r.name, r.figure_data, results_dir)
+        else:
+            remove_claim_data(r.name, results_dir)
+    settings = {"size": args.size, "seed": args.seed, "backend": args.backend,
+                "scheduler": args.scheduler or "none", "jobs": args.jobs or "cpu count"}
+    parts = [*parts, {**machine_info(), "run": settings, "claims": [r.name for r in results],
+                      "complete": not note, "note": note}]
+    if earlier:  # records of several runs: report order
+        order = {name: k for k, name in enumerate(claim_names())}
+        results = sorted([*earlier, *results], key=lambda r: order.get(r.name, len(order)))
+    text = json.dumps([r.to_dict() for r in results], indent=2, allow_nan=False) + "\n"
+    (results_dir / "claims.json").write_text(text)
+    (results_dir / "claims.md").write_text(format_markdown(results, parts, note))
+    (results_dir / "run.json").write_text(json.dumps({"parts": parts}, indent=2) + "\n")
+    return results, text
+
+
+def _earlier_records(results_dir: Path, rerun: set) -> tuple[list[ClaimResult], list[dict]]:
+    """The records in ``results_dir`` of claims not in ``rerun``, and the runs (parts) that made them."""
+    records, run = results_dir / "claims.json", results_dir / "run.json"
+    if not records.exists():
+        return [], []
+    if not run.exists():
+        raise ValueError(f"--merge: {records} has no run.json beside it, so the machine and date of its records "
+                         "are unknown; write this run to an empty --out folder instead")
+    kept = [ClaimResult.from_dict(r) for r in json.loads(records.read_text()) if r["name"] not in rerun]
+    names = {r.name for r in kept}
+    # a part none of whose claims survive made no record here any more
+    parts = [p for p in json.loads(run.read_text())["parts"] if names & set(p["claims"])]
+    return kept, parts
+
+
+def _write_partial(finished: list[ClaimResult], names: list[str], results_dir: Path,
+                   args: argparse.Namespace) -> None:
+    """After Ctrl-C: keep what finished, say what did not, leave no traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the files in half
+    done = {r.name for r in finished}
+    missing = [n for n in names if n not in done]
+    order = {n: i for i, n in enumerate(names)}
+    finished = sorted(finished, key=lambda r: order[r.name])
+    note = f"interrupted: {len(finished)} of {len(names)} claims finished; not run: {', '.join(missing)}"
+    write_results(finished, results_dir, args, note)
+    print(f"\n{note}\nwrote {results_dir / 'claims.json'} and {results_dir / 'claims.md'}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -156,24 +150,36 @@ def main(argv=None) -> int:
         parser.error(f"--seed: got {args.seed}; pass a non-negative integer")
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs: got {args.jobs}; pass a positive number of processes (1 runs inline)")
+    results_dir = Path(args.out) if args.out else default_folder(args.size)
+    if args.merge:
+        try:  # refuse now, not after an hour of claims
+            _earlier_records(results_dir, set())
+        except (ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--merge: cannot read the earlier records in {results_dir}: {exc}")
+    if args.estimate:
+        print(format_plan(plan(names, args.size, args.jobs, results_dir)))
+        return 0
 
-    specs, failed = _load_specs(names)
-    ran = run_claims(specs, size=args.size, seed=args.seed, backend=args.backend, scheduler=args.scheduler,
-                     processes=args.jobs)
+    failed = []
+    try:
+        specs, failed = _load_specs(names)
+        if args.jobs != 1 or args.scheduler:
+            # longest first (unknown times count as longest), so that the workers finish together; inline
+            # runs keep the report's order, which is what a debugger expects. The report's order is restored below.
+            expected = {name: t for name, t, _ in plan(names, args.size, args.jobs, results_dir)["claims"]}
+            specs.sort(key=lambda spec: -(expected[spec.name] if expected[spec.name] is not None else float("inf")))
+        ran = run_claims(specs, size=args.size, seed=args.seed, backend=args.backend, scheduler=args.scheduler,
+                         processes=args.jobs)
+    except RunInterrupted as stop:
+        _write_partial([*stop.finished, *failed], names, results_dir, args)
+        return 130
+    except KeyboardInterrupt:  # before any claim started: nothing to keep
+        print("\ninterrupted before any claim finished; nothing written", file=sys.stderr)
+        return 130
     by_name = {r.name: r for r in [*ran, *failed]}
     results = [by_name[n] for n in names]
 
-    results_dir = Path(args.results)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    for r in results:
-        if r.figure_data:
-            save_claim_data(r.name, r.figure_data, results_dir)
-        else:
-            remove_claim_data(r.name, results_dir)
-    records = [r.to_dict() for r in results]
-    text = json.dumps(records, indent=2, allow_nan=False) + "\n"
-    (results_dir / "claims.json").write_text(text)
-    (results_dir / "claims.md").write_text(format_markdown(results, machine_info(), args))
+    written, text = write_results(results, results_dir, args)
     # with --json - stdout carries the JSON alone, so the human-readable table goes to stderr
     table_out = sys.stderr if args.json == "-" else sys.stdout
     if args.json == "-":
@@ -181,7 +187,7 @@ def main(argv=None) -> int:
     elif args.json:
         Path(args.json).write_text(text)
 
-    print(format_table(results), file=table_out)
+    print(format_table(written), file=table_out)
     print(f"\nwrote {results_dir / 'claims.json'} and {results_dir / 'claims.md'}", file=table_out)
     if not args.no_figures:
         _make_figures(results_dir, table_out)
@@ -191,5 +197,15 @@ def main(argv=None) -> int:
     return 1 if errors else 0
 
 
+def cli() -> int:
+    """The installed command ``proofs-checks`` (same as ``python -m proofs_checks``): :func:`main` on
+    ``sys.argv``, with a Ctrl-C outside the claims (while writing files or figures) ending quietly with 130."""
+    try:
+        return main()
+    except KeyboardInterrupt:  # Ctrl-C while writing files or figures: stop quietly
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -5,7 +5,7 @@ To add a claim, write a module ``proofs_checks/<module>.py`` that defines ``NAME
 
     "lemma_3_1_amm": "proofs_checks.lemma_3_1_amm",
 
-A module holding several claims defines one :class:`~proofs_checks._harness.ClaimSpec` per claim and each gets its
+A module holding several claims defines one :class:`~proofs_checks._records.ClaimSpec` per claim and each gets its
 own line, ``"name": "proofs_checks.module:ATTRIBUTE"``. Modules are imported only when a claim is loaded, so a
 broken module costs only its own claims.
 """
@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 
-from ._harness import ClaimSpec
+from ._records import ClaimSpec
 
-__all__ = ["CLAIMS", "UnknownClaimError", "claim_names", "load_claim", "temporary_claims"]
+__all__ = ["CLAIMS", "UnknownClaimError", "claim_names", "importable_by_name", "load_claim", "temporary_claims"]
 
 #: Registry name -> "package.module" or "package.module:ATTRIBUTE". Order is the order of the report.
 CLAIMS: dict[str, str] = {
@@ -47,6 +47,8 @@ CLAIMS: dict[str, str] = {
     "figure_2_stable_rank": "proofs_checks.figure_2_stable_rank:SPEC",
     "figure_4_budget": "proofs_checks.figure_4_budget:SPEC",
     "flop_ratios": "proofs_checks.flop_ratios:SPEC",
+    "end_to_end_minilm": "proofs_checks.end_to_end:SPEC",
+    "guarantee_audit": "proofs_checks.guarantee_audit:SPEC",
 }
 
 
@@ -61,6 +63,12 @@ _EXTRA: dict[str, ClaimSpec] = {}
 def claim_names() -> list[str]:
     """All registered claim names, in report order."""
     return list(CLAIMS) + [name for name in _EXTRA if name not in CLAIMS]
+
+
+def importable_by_name(name: str) -> bool:
+    """True when a worker process can load claim ``name`` from the registry alone (it is registered and not
+    overridden by :func:`temporary_claims`, whose claims exist in this process only)."""
+    return name in CLAIMS and name not in _EXTRA
 
 
 def load_claim(name: str) -> ClaimSpec:

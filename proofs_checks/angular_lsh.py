@@ -1,11 +1,11 @@
 """Angular LSH of the practical KDEformer (Definition 7.1, Claim 1) and the Gray-code order of its buckets.
 
-* ``claim_1_angular_lsh`` (SPEC 8.14): for x, y at angle theta, ``Pr[h(x) = h(y)] = (1 - theta/pi)^r`` and the
+* ``claim_1_angular_lsh`` (docs/math.md §8.14): for x, y at angle theta, ``Pr[h(x) = h(y)] = (1 - theta/pi)^r`` and the
   Hamming distance of the r-bit codes is Binomial(r, theta/pi). Every trial draws a fresh
   :class:`~kdetheory.lsh.angular.AngularLSH`; the collision count is tested against the formula with two one-sided
   exact binomial tests (the harness's :func:`binomial_failure_test`, once for collisions and once for
   non-collisions) and the Hamming histogram with a chi-square goodness-of-fit test.
-* ``gray_code_adjacency`` (SPEC 8.13, SPEC 6.4): consecutive buckets of the true Gray order are at Hamming
+* ``gray_code_adjacency`` (docs/math.md §8.13, §6.4): consecutive buckets of the true Gray order are at Hamming
   distance 1 (fraction 1.0); the authors' order (sort key g(id)) gives 0.756 at r = 7 and 0.857 at r = 3. Also
   checks, on hashed points, that sorting by :func:`gray_code_rank` lays the buckets out in
   :func:`gray_code_order`, and carries the data of Figure 5 (rank-2 LSH in the plane).
@@ -119,7 +119,7 @@ def run_claim_1(size="quick", rng=0, backend="auto") -> ClaimResult:
     significant = worst_p < ALPHA
     verdict = "fails" if significant else ("holds" if worst_shift <= RESOLUTION else "inconclusive")
     return ClaimResult(
-        name="claim_1_angular_lsh", source="Definition 7.1, Claim 1 (SPEC 8.14)",
+        name="claim_1_angular_lsh", source="Definition 7.1, Claim 1 (docs/math.md §8.14)",
         claim="For x, y at angle theta, an r-hyperplane angular LSH collides with probability (1 - theta/pi)^r and "
               "the Hamming distance of the codes is Binomial(r, theta/pi)",
         data=f"{trials} independent hashes per r in {HASH_COUNTS}; d = {DIM}; theta/pi in "
@@ -134,7 +134,7 @@ def run_claim_1(size="quick", rng=0, backend="auto") -> ClaimResult:
     )
 
 
-# SPEC 6.4 / 8.13 values for the authors' order, given to 3 decimals.
+# docs/math.md §6.4 / 8.13 values for the authors' order, given to 3 decimals.
 AUTHORS_SPEC = {1: 1.0, 2: 1.0, 3: 0.857, 7: 0.756}
 MAX_R = 12
 
@@ -183,7 +183,7 @@ def run_gray_adjacency(size="quick", rng=0, backend="auto") -> ClaimResult:
     authors_ok = all(abs(authors[r] - v) <= 5e-4 for r, v in AUTHORS_SPEC.items())
     layout_ok = all(ok for ok, _ in layout.values())
     return ClaimResult(
-        name="gray_code_adjacency", source="Section 4, Figure 5 (SPEC 8.13, 6.4)",
+        name="gray_code_adjacency", source="Section 4, Figure 5 (docs/math.md §8.13, 6.4)",
         claim="Consecutive buckets in the Gray-code order differ in one bit (adjacent cells); the authors' sort key "
               "g(id) gives the inverse order, in which only part of the consecutive buckets are adjacent",
         data=f"r = 1..{MAX_R}; sorted layouts of {60} Gaussian points per bucket for r in {layout_r}",
@@ -192,9 +192,10 @@ def run_gray_adjacency(size="quick", rng=0, backend="auto") -> ClaimResult:
                   "sorted_layout_matches_order": {r: ok for r, (ok, _) in layout.items()},
                   "buckets_visited": {r: k for r, (_, k) in layout.items()}},
         expected="gray: 1.0 for every r; authors: 1.0 (r <= 2), 0.857 (r = 3), 0.756 (r = 7), to 3 decimals; "
-                 "SPEC also gives mean 1.31 and max 4 at r = 7",
+                 "docs/math.md §6.4 also gives mean 1.31 and max 4 at r = 7",
         verdict="holds" if gray_ok and authors_ok and layout_ok else "fails", seeds=[rng],
-        details=f"gray all 1.0: {gray_ok}; authors match SPEC: {authors_ok}; sort follows the order: {layout_ok}",
+        details=f"gray all 1.0: {gray_ok}; authors match docs/math.md §6.4: {authors_ok}; sort follows the order: "
+                f"{layout_ok}",
         figure_data={**_figure_5_data(gen_fig), "r": np.array(r_values),
                      "adjacency_gray": np.array([gray[r] for r in r_values]),
                      "adjacency_authors": np.array([authors[r] for r in r_values])},
@@ -203,5 +204,5 @@ def run_gray_adjacency(size="quick", rng=0, backend="auto") -> ClaimResult:
 
 CLAIM_1 = ClaimSpec("claim_1_angular_lsh", "Definition 7.1, Claim 1", "Angular LSH collision (1-theta/pi)^r",
                     run_claim_1)
-GRAY_ADJACENCY = ClaimSpec("gray_code_adjacency", "Figure 5 (SPEC 6.4)", "Gray-code bucket adjacency",
+GRAY_ADJACENCY = ClaimSpec("gray_code_adjacency", "Figure 5 (docs/math.md §6.4)", "Gray-code bucket adjacency",
                            run_gray_adjacency)

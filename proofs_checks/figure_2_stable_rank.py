@@ -1,8 +1,8 @@
-"""Figure 2 (SPEC 7.5, 8.12): removing the LSH diagonal blocks lowers the stable rank of the softmax matrix.
+"""Figure 2 (docs/math.md §7.5, §8.12): removing the LSH diagonal blocks lowers the stable rank of the softmax matrix.
 
 The caption says srank(D^-1 A_res) is "significantly smaller" than srank(D^-1 A), which by Lemma 3.1 means fewer
 samples for the residual. Checked on real attention (all-MiniLM-L6-v2, every layer and head of one text window)
-and on the synthetic peaky and flat regimes of SPEC 7.5. ``A_res = A o (1 - M)`` with the block mask ``M`` of
+and on the synthetic peaky and flat regimes of docs/math.md §7.5. ``A_res = A o (1 - M)`` with the block mask ``M`` of
 Algorithm 3 (:func:`proofs_checks.practical_estimator.block_mask`, r = 7 hyperplanes, key blocks of size b); the
 normaliser D is the exact one of the full A, as in the decomposition D^-1 A = D^-1 A_spar + D^-1 A_res.
 
@@ -28,7 +28,7 @@ __all__ = ["SPEC", "softmax_matrix_dense", "srank_pair"]
 
 N_HASHES = 7
 N_LAYERS, N_HEADS = 6, 12
-#: size -> (MiniLM tokens, MiniLM b, synthetic n, synthetic b); 8 key blocks on MiniLM, b = 64 as in SPEC 7.5.
+#: size -> (MiniLM tokens, MiniLM b, synthetic n, synthetic b); 8 key blocks on MiniLM, b = 64 as in docs/math.md §7.5.
 SIZES = {"quick": (256, 32, 1024, 64), "full": (512, 64, 2048, 64)}
 SYNTHETIC_D = 64
 HOLD_FRACTION, HOLD_MEDIAN = 0.9, 0.5
@@ -105,7 +105,7 @@ def run(size="quick", rng=0, backend="auto") -> ClaimResult:
     real = real_data_available("minilm")
     fig.update(_figure_3_data(gen_fig, real))
     fig["synthetic_label"] = f"synthetic n={n_syn}, d={SYNTHETIC_D}, b={b_syn}, r={N_HASHES}"
-    base = dict(name="figure_2_stable_rank", source="Figure 2 (SPEC 7.5, 8.12)",
+    base = dict(name="figure_2_stable_rank", source="Figure 2 (docs/math.md §7.5, §8.12)",
                 claim="srank(D^-1 A_res) is significantly smaller than srank(D^-1 A) once the LSH diagonal blocks "
                       "are removed", seeds=[rng],
                 expected=f"ratio srank(res)/srank(full) < 1 in >= {HOLD_FRACTION:.0%} of real heads and median "
@@ -147,4 +147,4 @@ def run(size="quick", rng=0, backend="auto") -> ClaimResult:
     )
 
 
-SPEC = ClaimSpec("figure_2_stable_rank", "Figure 2 (SPEC 8.12)", "srank(D^-1 A_res) << srank(D^-1 A)", run)
+SPEC = ClaimSpec("figure_2_stable_rank", "Figure 2 (docs/math.md §8.12)", "srank(D^-1 A_res) << srank(D^-1 A)", run)

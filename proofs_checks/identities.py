@@ -1,9 +1,10 @@
-"""Claims 1-3 of SPEC §8: the exact identities the KDEformer analysis rests on.
+"""Claims 1-3 of docs/math.md §8: the exact identities the KDEformer analysis rests on.
 
 1. ``exp_gaussian_identity``: exp<x,y> = e^{|x|^2/2} e^{|y|^2/2} e^{-|x-y|^2/2}, pointwise and as the reduction of
    the exponential KDE to the Gaussian KDE (the first step of Algorithm 2).
-2. ``column_norm_formula``: |D^-1 A e_j|^2 = sum_i e^{2<q_i,k_j>} / D_ii^2, a weighted exponential KDE (SPEC §1).
-3. ``softmax_row_stochastic``: D^-1 A 1 = 1 and 1 <= |D^-1 A|_2 <= sqrt(n) (SPEC §1), the range of the error
+2. ``column_norm_formula``: |D^-1 A e_j|^2 = sum_i e^{2<q_i,k_j>} / D_ii^2, a weighted exponential KDE
+   (docs/math.md §1).
+3. ``softmax_row_stochastic``: D^-1 A 1 = 1 and 1 <= |D^-1 A|_2 <= sqrt(n) (docs/math.md §1), the range of the error
    budget in eq. (2).
 
 Each is checked through the library (:mod:`kdetheory.attention`, :mod:`kdetheory.kde`, :mod:`kdetheory.linalg`)
@@ -203,19 +204,19 @@ def run_softmax_row_stochastic(size: str = "quick", rng=0, backend: str = "auto"
 
 EXP_GAUSSIAN_IDENTITY = ClaimSpec(
     name="exp_gaussian_identity",
-    source="SPEC §1 (Algorithm 2 reduction)",
+    source="docs/math.md §1 (Algorithm 2 reduction)",
     claim="exp<x,y> = e^{|x|^2/2} e^{|y|^2/2} e^{-|x-y|^2/2}, so the exponential KDE is a reweighted Gaussian KDE",
     run=run_exp_gaussian_identity,
 )
 COLUMN_NORM_FORMULA = ClaimSpec(
     name="column_norm_formula",
-    source="SPEC §1 (Algorithm 1, step 2)",
+    source="docs/math.md §1 (Algorithm 1, step 2)",
     claim="|D^-1 A e_j|^2 = sum_i e^{2<q_i,k_j>} / D_ii^2, a weighted exponential KDE",
     run=run_column_norm_formula,
 )
 SOFTMAX_ROW_STOCHASTIC = ClaimSpec(
     name="softmax_row_stochastic",
-    source="SPEC §1 (eq. (2) error budget)",
+    source="docs/math.md §1 (eq. (2) error budget)",
     claim="D^-1 A is row-stochastic and 1 <= |D^-1 A|_2 <= sqrt(n)",
     run=run_softmax_row_stochastic,
 )

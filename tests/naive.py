@@ -51,3 +51,10 @@ def assert_log_close(got, ref, rel=1e-12):
     err = np.abs(got[~inf] - ref[~inf])
     bound = rel * (1 + np.abs(ref[~inf]))
     assert np.all(err <= bound), f"max error {err.max():.3g} above {bound[err.argmax()]:.3g}"
+
+
+
+# Practical KDEformer (Algorithm 3): the LSH bucket order and the block mask, from the definitions in plain loops.
+# They live in the claim module so that `python -m proofs_checks` (installed without tests/) can use them; they
+# import nothing from the library.
+from proofs_checks.practical_estimator import block_mask, bucket_position  # noqa: E402,F401

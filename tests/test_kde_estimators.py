@@ -64,7 +64,7 @@ def test_hbe_single_table_is_unbiased(form):
     X, Y, mu = instance()
     est = HashingBasedKDE(X, bandwidth=H, eps=0.5, delta=0.2, mu_min=0.02, variance_constant=2.0,
                           subsample=None, form=form, rng=2)
-    level = next(j for j, lev in enumerate(est.levels) if not lev["exact"] and lev["n_tables"] >= 150)
+    level = next(j for j, lev in enumerate(est.levels) if not lev.exact and lev.n_tables >= 150)
     for i in (0, 15, 25):  # densities 0.1, 0.05, 0.02
         ok, info = z_ok(_hbe_table_means(est, level, Y[i], 40), mu[i])
         assert ok, (i, info)
@@ -76,7 +76,7 @@ def test_hbe_weighted_subsampled_is_unbiased():
     mu = gaussian_kde(X, Y[:1], bandwidth=H, weights=w)[0]
     est = HashingBasedKDE(X, bandwidth=H, weights=w, eps=0.5, delta=0.2, mu_min=0.02, variance_constant=2.0,
                           subsample=300, rng=4)
-    level = next(j for j, lev in enumerate(est.levels) if not lev["exact"] and lev["n_tables"] >= 150)
+    level = next(j for j, lev in enumerate(est.levels) if not lev.exact and lev.n_tables >= 150)
     ok, info = z_ok(_hbe_table_means(est, level, Y[0], 40), mu)
     assert ok, info
 
@@ -84,7 +84,7 @@ def test_hbe_weighted_subsampled_is_unbiased():
 def test_ckns_single_copy_is_unbiased():
     X, Y, mu = instance()
     est = CKNSKDE(X, bandwidth=H, mu_min=0.01, n_copies=300, brute_force_max=2, exact_fallback=False, rng=6)
-    assert any(u["lsh"] for u in est.levels[1]["copies"][0])  # LSH shells are exercised
+    assert any(u.lsh for u in est.levels[1].copies[0])  # LSH shells are exercised
     for i in (0, 15):
         S = est.samples(np.repeat(Y[i:i + 1], 10, axis=0), level=1, rng=7)
         ok, info = z_ok(S.mean(axis=0), mu[i])  # one value per independent copy
@@ -139,8 +139,8 @@ def test_hbe_relative_error_binomial():
     X, Y, mu = instance(20000, 3)
     eps, delta = 0.5, 0.05
     make = functools.partial(HashingBasedKDE, X, bandwidth=H, eps=eps, delta=delta, mu_min=0.02,
-                             variance_constant=0.5)
-    assert not make(rng=0).levels[-1]["exact"]
+                             variance_constant=0.5, exact_fallback=False)
+    assert not make(rng=0).levels[-1].exact
     fails, trials = _failures(lambda s: make(rng=s), X, Y, mu, eps, range(10))
     assert _binomial_ok(fails, trials, delta), fails
 
@@ -234,19 +234,19 @@ def test_cost_counters():
     r = hb.query(Y)
     assert (r.levels_visited >= 1).all() and (r.levels_visited <= len(hb.levels)).all()
     # hash evaluations are k per table of every visited hashing level
-    per_level = {lev["n_tables"] * lev["k"] for lev in hb.levels if not lev["exact"]}
+    per_level = {lev.n_tables * lev.k for lev in hb.levels if not lev.exact}
     assert all(h == 0 or h >= min(per_level) for h in r.hash_evaluations)
-    assert (r.kernel_evaluations <= [max(lev["n_tables"] for lev in hb.levels) * v + n for v in r.levels_visited]).all()
-    assert hb.preprocessing.n_tables == sum(lev["n_tables"] for lev in hb.levels if not lev["exact"])
+    assert (r.kernel_evaluations <= [max(lev.n_tables for lev in hb.levels) * v + n for v in r.levels_visited]).all()
+    assert hb.preprocessing.n_tables == sum(lev.n_tables for lev in hb.levels if not lev.exact)
     assert hb.preprocessing.hash_evaluations == sum(
-        lev["n_tables"] * lev["size"] * lev["k"] for lev in hb.levels if not lev["exact"])
+        lev.n_tables * lev.size * lev.k for lev in hb.levels if not lev.exact)
     assert hb.preprocessing.seconds > 0 and hb.preprocessing.bytes > 0
 
 
 def test_exact_fallback_costs_n():
     X, Y, mu = instance()
     est = HashingBasedKDE(X, bandwidth=H, eps=0.1, mu_min=0.001, rng=0)  # default V: every level too big
-    assert all(lev["exact"] for lev in est.levels)
+    assert all(lev.exact for lev in est.levels)
     r = est.query(Y)
     np.testing.assert_allclose(r.estimate, mu, rtol=1e-12)
     assert (r.kernel_evaluations == X.shape[0]).all() and (r.levels_visited == 1).all()
@@ -315,3 +315,86 @@ def test_bad_data_and_queries(cls):
         est.query(np.ones((4, 2)))
     with pytest.raises(ValueError, match="Y"):
         est.query(np.array([[np.inf, 0, 0]]))
+
+
+# ------------------------------------------------ lean tables and data-adaptive sizing (issue 14)
+
+Z_CRIT = 4.89  # two-sided normal quantile at 1e-6: a correct implementation fails w.p. < 1e-6
+Z_POWER = 1.28  # one-sided normal quantile at 0.9
+
+
+def test_lean_tables_are_unbiased():
+    """Tables on a uniform subsample of s = 16/mu points (s = 320 of n = 4000), scaled by 1/s, are unbiased.
+
+    20 independent trials (fresh build and seed each) of 80 queries x ~690 tables; the statistic is
+    the mean of Z/mu per trial. False-fail rate 1e-6 (|z| > 4.89); power >= 0.9 against a 2 % bias,
+    checked here as a standard error <= 0.02 / (4.89 + 1.28). Scaling the estimate by 1.02 makes
+    this test fail (tried).
+    """
+    X = clustered_points(4000, 5, n_clusters=6, spread=0.5, separation=4.0, rng=0)
+    Y, _, mu = queries_at_densities(X, [0.1, 0.05], 40, bandwidth=H, rng=1)
+    stats = []
+    for trial in range(20):
+        est = HashingBasedKDE(X, bandwidth=H, eps=0.5, delta=0.2, mu_min=0.05, level_ratio=20.0,
+                              variance_constant=1.2, exact_fallback=False, rng=trial)
+        (lev,) = est.levels  # one density guess: 0.05
+        assert lev.size == 320 < X.shape[0]
+        stats.append((est.samples(Y, rng=1000 + trial) / mu[:, None]).mean())
+    stats = np.array(stats)
+    se = stats.std(ddof=1) / np.sqrt(stats.size)
+    assert se <= 0.02 / (Z_CRIT + Z_POWER), se
+    assert abs(stats.mean() - 1.0) <= Z_CRIT * se, (stats.mean(), se)
+
+
+def test_random_sampling_adaptive_sizing_binomial():
+    """(1 +- eps) with probability >= 1 - delta under empirical-Bernstein stopping: 10 builds x 30 queries,
+    one-sided binomial test at p < 1e-6 (power as in test_binomial_test_has_power); the stopping rule
+    must actually sample: queries of density 0.05 and 0.1 stop with fewer samples than worst-case
+    sizing uses (those at mu_min = 0.02 may exhaust n/2 samples and answer exactly)."""
+    X, Y, mu = instance(20000, 3)
+    eps, delta = 0.3, 0.05
+    make = functools.partial(RandomSamplingKDE, X, bandwidth=H, eps=eps, delta=delta, mu_min=0.02)
+    fails, trials = _failures(lambda s: make(sizing="adaptive", rng=s), X, Y, mu, eps, range(10))
+    assert _binomial_ok(fails, trials, delta), fails
+    res = make(sizing="adaptive", rng=0).query(Y, rng=1)
+    dense = mu >= 0.05
+    assert (res.kernel_evaluations[dense] == res.samples[dense]).all()  # no exact fallback there
+    assert res.samples[dense].max() < make(rng=0).n_samples < X.shape[0]
+
+
+def test_hbe_adaptive_sizing_binomial():
+    """As above for HBE with adaptive sizing (no variance model at all): 6 builds x 60 queries of
+    density 0.08 .. 0.33, binomial test at p < 1e-6; at least a third of the queries must be answered
+    from the tables (the rule needs ~3 R ln(1/delta) / (eps mu) tables, R ~ 1: the rest answer exactly)."""
+    rng = np.random.default_rng(0)
+    X = 0.5 * rng.standard_normal((20000, 8))
+    Y = X[rng.choice(20000, 60, replace=False)] + 0.1 * rng.standard_normal((60, 8))
+    mu = gaussian_kde(X, Y)
+    eps, delta = 0.5, 0.05
+    make = functools.partial(HashingBasedKDE, X, eps=eps, delta=delta, mu_min=0.05, sizing="adaptive")
+    fails, trials = _failures(lambda s: make(rng=s), X, Y, mu, eps, range(6))
+    assert _binomial_ok(fails, trials, delta), fails
+    res = make(rng=0).query(Y, rng=1)
+    sampled = res.kernel_evaluations < X.shape[0]
+    assert sampled.mean() >= 1 / 3, sampled.mean()
+    assert (res.samples[sampled] > 0).all()
+
+
+@pytest.mark.parametrize("mean, shape", [(0.02, "bernoulli"), (0.05, "bernoulli"), (0.01, "beta")])
+def test_bernstein_stop_is_calibrated(mean, shape):
+    """The stopping rule alone on 600 synthetic streams of known mean (the worst-variance Bernoulli and a
+    low-variance Beta): failures of (1 +- eps) within a one-sided binomial test at p < 1e-6 against delta = 0.1
+    (power: a rule failing at 0.2 is caught w.p. > 0.999 at 600 trials); every stream stops."""
+    from kdetheory.kde._mom import bernstein_stop
+
+    gen = np.random.default_rng(int(mean * 1e4))
+
+    def draw(idx, t0, t1):
+        if shape == "bernoulli":
+            return (gen.random((idx.size, t1 - t0)) < mean).astype(np.float64)
+        return gen.beta(20 * mean, 20 * (1 - mean), (idx.size, t1 - t0))
+
+    est, used, below = bernstein_stop(draw, 600, 0.2, 0.1, 1.0, 10**7)
+    assert not np.isnan(est).any() and not below.any()
+    fails = int((np.abs(est - mean) > 0.2 * mean).sum())
+    assert _binomial_ok(fails, 600, 0.1), fails

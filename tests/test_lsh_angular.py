@@ -113,3 +113,15 @@ def test_gray_code_rank_rejects_bad_ids():
         gray_code_rank(np.array([0, 8]), 3)
     with pytest.raises(TypeError, match="^bucket_ids: got list"):
         gray_code_rank([0, 1], 3)
+
+
+@pytest.mark.parametrize("order", ["gray", "authors"])
+def test_sort_keys_are_rank_times_n_plus_position(order):
+    rng = np.random.default_rng(5)
+    lsh = AngularLSH(6, 5, rng=1)
+    X = rng.standard_normal((2, 3, 40, 6))
+    keys = lsh.sort_keys(X, order=order)
+    assert keys.shape == (2, 3, 40) and keys.dtype == np.int64
+    np.testing.assert_array_equal(keys, lsh.ranks(X, order=order) * 40 + np.arange(40))
+    with pytest.raises(ValueError, match="order"):
+        lsh.sort_keys(X, order="binary")

@@ -39,7 +39,7 @@ def test_collision_probability_matches_monte_carlo(c):
 
 
 def test_rehashing_formula_differs():
-    """The erf(1/c) variant of the rehashing code is wrong by ~0.16 at c = 1 (SPEC section 2.2)."""
+    """The erf(1/c) variant of the rehashing code is wrong by ~0.16 at c = 1 (docs/math.md section 2.2)."""
     for c in (0.5, 1.0, 2.0):
         wrong = erf(1 / c) - np.sqrt(2 / np.pi) * c * (1 - np.exp(-1 / (2 * c * c)))
         # 0.02 is 100 standard errors of the Monte Carlo test above: that test would catch it
@@ -81,7 +81,7 @@ def _tables(rng, n=400, T=5, k=3, width=1.0, weights=None):
     lsh = EuclideanLSH(4, k, width, n_tables=T, rng=rng)
     codes = lsh.hash(X)
     w = np.ones(n) if weights is None else weights
-    return X, lsh, codes, eu.BucketTables(codes, np.broadcast_to(np.arange(n), (T, n)), w)
+    return X, lsh, codes, eu.BucketTables([(codes, np.broadcast_to(np.arange(n), (T, n)))], w)
 
 
 def test_buckets_hold_exactly_one_key_and_lookup_finds_it():
@@ -104,9 +104,9 @@ def test_mix_collisions_never_merge_buckets(monkeypatch):
     X = rng.normal(size=(300, 4))
     lsh = EuclideanLSH(4, 2, 1.0, n_tables=2, rng=2)
     codes = lsh.hash(X)
-    honest = eu.BucketTables(codes, np.broadcast_to(np.arange(300), (2, 300)), np.ones(300))
+    honest = eu.BucketTables([(codes, np.broadcast_to(np.arange(300), (2, 300)))], np.ones(300))
     monkeypatch.setattr(eu, "key_mix", lambda c: np.zeros(np.asarray(c).shape[:-1], dtype=np.uint64))
-    tab = eu.BucketTables(codes, np.broadcast_to(np.arange(300), (2, 300)), np.ones(300))
+    tab = eu.BucketTables([(codes, np.broadcast_to(np.arange(300), (2, 300)))], np.ones(300))
     assert tab.bucket_ptr[-1] == honest.bucket_ptr[-1]
     for backend in ("numpy", "numba"):
         b = tab.lookup(codes, backend)
@@ -125,7 +125,7 @@ def test_numba_lookup_matches_numpy():
 def test_weighted_draw_follows_weights():
     """One bucket with weights 1, 2, 7: draws land in proportion (z-test at 5 se)."""
     codes = np.zeros((1, 3, 2), dtype=np.int64)
-    tab = eu.BucketTables(codes, np.arange(3)[None, :], np.array([1.0, 2.0, 7.0]))
+    tab = eu.BucketTables([(codes, np.arange(3)[None, :])], np.array([1.0, 2.0, 7.0]))
     u = np.random.default_rng(7).random((1, 100_000))
     pos = tab.draw(np.zeros((1, 100_000), dtype=np.int64), u)
     counts = np.bincount(tab.members[pos[0]], minlength=3) / 100_000
@@ -150,3 +150,18 @@ def test_bad_inputs():
         e2lsh_collision_probability(1.0, -1.0)
     with pytest.raises(ValueError, match="X"):
         EuclideanLSH(3, 1, 1.0, rng=0).hash(np.ones((2, 4)))
+
+
+def test_tables_built_in_chunks_equal_tables_built_at_once():
+    """The HBE build passes its tables in groups (bounded temporaries): the CSR arrays, global bucket
+    indices and lookups must be those of a single build, whatever the grouping."""
+    rng = np.random.default_rng(3)
+    codes = rng.integers(-3, 3, size=(7, 200, 2))
+    members = np.stack([rng.permutation(500)[:200] for _ in range(7)])
+    w = rng.random(500)
+    whole = eu.BucketTables([(codes, members)], w)
+    parts = eu.BucketTables([(codes[:2], members[:2]), (codes[2:3], members[2:3]), (codes[3:], members[3:])], w)
+    for key in ("first", "last", "bucket_ptr", "bucket_mix", "bucket_key", "members", "bucket_weight", "cdf_key"):
+        assert np.array_equal(getattr(whole, key), getattr(parts, key)), key
+    q = rng.integers(-3, 3, size=(4, 50, 2))
+    assert np.array_equal(whole.lookup(q[:, :, :], "numpy", table0=3), parts.lookup(q, "numba", table0=3))

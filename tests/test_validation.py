@@ -139,3 +139,40 @@ def test_amm_bad_input():
         amm_mod.sampling_probabilities(np.ones(3), np.ones(3), mix=2)
     with pytest.raises(ValueError, match=r"^Y: got 6 rows but X has 4"):
         amm_mod.amm(X[:4], V, n_samples=3)
+
+
+@pytest.mark.parametrize("bad,advice", [
+    (X.astype(complex), "x.real.astype(float) for complex data"),
+    (X.astype(object), "np.asarray(x, dtype=float) for an object array"),
+    (X.astype(str), "to parse strings of numbers"),
+    (np.zeros((2, 2), dtype="datetime64[s]"), "for datetimes"),
+])
+def test_dtype_advice_matches_the_dtype(bad, advice):
+    """Issue 12 item 26: an object array was told to take the real part of complex data."""
+    with pytest.raises(TypeError, match="^Q: got dtype") as info:
+        softmax_attention(bad, X, V)
+    assert advice in str(info.value)
+    if bad.dtype.kind != "c":
+        assert "complex" not in str(info.value)
+
+
+def test_float_dtype_rules():
+    from kdetheory._validation import float_dtype, result_float_dtype
+
+    assert float_dtype(np.float32) == np.float32 and float_dtype(np.float16) == np.float64
+    assert float_dtype(np.int32) == np.float64 and float_dtype(bool) == np.float64
+    f32 = np.ones(2, np.float32)
+    assert result_float_dtype(f32, None, f32) == np.float32
+    assert result_float_dtype(f32, np.ones(2)) == np.float64
+    assert result_float_dtype(f32, np.ones(2, np.int8)) == np.float64  # integers become float64 first
+    assert result_float_dtype() == np.float64
+
+
+def test_check_positive_allow_zero():
+    from kdetheory._validation import check_positive
+
+    assert check_positive("diameter", 0, allow_zero=True) == 0.0
+    with pytest.raises(ValueError, match="^diameter: got 0; pass a finite number greater than 0"):
+        check_positive("diameter", 0)
+    with pytest.raises(ValueError, match="^diameter: got -1; pass a finite number greater than or equal to 0"):
+        check_positive("diameter", -1, allow_zero=True)

@@ -1,6 +1,5 @@
-"""GPU twins of the CPU kernels, imported lazily.
+"""GPU twins of the CPU kernels (CUDA C++ compiled at first use by NVRTC through cupy.RawModule).
 
-The KDE estimators need no RawKernel: their array-shaped work (hashing as one matrix product,
-block kernel sums) is written once against the array namespace ``xp`` and runs on CuPy as is;
-their loop-shaped work (bucket lookup) stays on the host.
+Imported lazily by the drivers (the kernel tables of ``kdetheory._stream`` and
+``kdetheory.attention._blocks``), so that ``import kdetheory`` never imports CuPy.
 """

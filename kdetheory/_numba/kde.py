@@ -41,9 +41,34 @@ def _sqdist(X, a, Y, i):
     return s
 
 
-def _hbe_sample(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight, bucket, u,
-               size, n_concat, width):
-    """One weighted draw per bucket: Z[i, t] = (W_B / size) k(x, q) / p(x, q)."""
+def _hbe_sample(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight, bucket, u, table0,
+                size, n_concat, width):
+    """One weighted draw per bucket: ``Z[i, t] = (W_B / size) k(x, q) / p(x, q)``.
+
+    Parameters
+    ----------
+    Xs : (n, d) float64 ndarray
+        Rescaled data (kernel ``exp(-r^2)``).
+    Ys : (m, d) float64 ndarray
+        Rescaled queries.
+    members, first, last, bucket_ptr, cdf_key, bucket_weight : ndarrays
+        The CSR arrays of :class:`kdetheory.lsh.euclidean.BucketTables`.
+    bucket : (T, m) int64 ndarray
+        Global bucket of query ``i`` in table ``table0 + t`` (``-1``: empty).
+    u : (T, m) float64 ndarray
+        Uniforms in [0, 1) that pick the member (drawn on the host: same draw as NumPy).
+    table0 : int
+        First table of ``bucket``.
+    size, n_concat, width : int, int, float
+        Stored points per table, hashes per key, bucket width.
+
+    Returns
+    -------
+    Z : (m, T) float64 ndarray
+        One unbiased sample per (query, table); 0 for an empty bucket.
+    kev : (m,) int64 ndarray
+        Kernel evaluations per query.
+    """
     T, m = bucket.shape
     Z = np.zeros((m, T))
     kev = np.zeros(m, dtype=np.int64)
@@ -52,8 +77,8 @@ def _hbe_sample(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight
             b = bucket[t, i]
             if b < 0:
                 continue
-            base = t * size
-            target = (b - bucket_ptr[t]) + u[t, i]
+            base = (table0 + t) * size
+            target = (b - bucket_ptr[table0 + t]) + u[t, i]
             lo, hi = base, base + size
             while lo < hi:  # first position with cdf_key > target (searchsorted "right")
                 mid = (lo + hi) // 2
@@ -69,7 +94,25 @@ def _hbe_sample(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight
 
 
 def _hbe_bucket(Xs, Ys, weights, members, first, last, bucket, size, n_concat, width):
-    """Whole bucket: Z[i, t] = (1/size) sum_{x in B} w_x k(x, q) / p(x, q)."""
+    """Whole bucket: ``Z[i, t] = (1/size) sum_{x in B} w_x k(x, q) / p(x, q)``.
+
+    Parameters
+    ----------
+    Xs, Ys : (n, d), (m, d) float64 ndarrays
+        Rescaled data and queries.
+    weights : (n,) float64 ndarray
+    members, first, last : ndarrays
+        CSR arrays of the bucket tables.
+    bucket : (T, m) int64 ndarray
+        Global bucket per (table, query), ``-1`` for empty.
+    size, n_concat, width : int, int, float
+
+    Returns
+    -------
+    Z : (m, T) float64 ndarray
+    kev : (m,) int64 ndarray
+        Kernel evaluations per query (the bucket sizes).
+    """
     T, m = bucket.shape
     Z = np.zeros((m, T))
     kev = np.zeros(m, dtype=np.int64)
@@ -89,8 +132,30 @@ def _hbe_bucket(Xs, Ys, weights, members, first, last, bucket, size, n_concat, w
 
 
 def _ckns_shell(Xs, Ys, coef, members, first, last, bucket, r2_lo, r2_hi, n_concat, width, n_tables):
-    """Sum of coef_x k(x, q) / P_found(x) over the distinct points found in any table that lie in
-    the shell r2_lo <= r^2 < r2_hi; P_found = 1 - (1 - p1^k)^L."""
+    """One CKNS shell: ``sum coef_x k(x, q) / P_found(x)`` over the distinct points found in any
+    table that lie in the shell ``r2_lo <= r^2 < r2_hi``, ``P_found = 1 - (1 - p1^k)^L``.
+
+    Parameters
+    ----------
+    Xs, Ys : (n, d), (m, d) float64 ndarrays
+        Rescaled data and queries.
+    coef : (L * s,) float64 ndarray
+        ``w_x / (n pi_x)`` per stored position.
+    members, first, last : ndarrays
+        CSR arrays of the shell's bucket tables.
+    bucket : (L, m) int64 ndarray
+        Global bucket per (table, query), ``-1`` for empty.
+    r2_lo, r2_hi : float
+        The shell in squared distance.
+    n_concat, width, n_tables : int, float, int
+        ``k``, ``w`` and ``L`` of the shell's E2LSH.
+
+    Returns
+    -------
+    Z : (m,) float64 ndarray
+    kev : (m,) int64 ndarray
+        Distinct points evaluated per query.
+    """
     T, m = bucket.shape
     Z = np.zeros(m)
     kev = np.zeros(m, dtype=np.int64)
@@ -141,18 +206,25 @@ def _pick(name, bucket):
     return parallel if bucket.size >= PARALLEL_MIN_WORK else serial
 
 
-def hbe_sample(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight, bucket, u, size, n_concat, width):
-    """One weighted draw per bucket: returns ((m, T) samples, (m,) kernel evaluations)."""
-    return _pick("hbe_sample", bucket)(Xs, Ys, members, first, last, bucket_ptr, cdf_key, bucket_weight,
-                                       bucket, u, size, n_concat, width)
+def hbe_sample(Xs, Ys, level, bucket, u, table0):
+    """One weighted draw per bucket of an HBE level (record ``level``: ``tables``, ``size``, ``k``,
+    ``width``): returns ((m, T) samples, (m,) kernel evaluations). See :func:`_hbe_sample`."""
+    tab = level.tables
+    return _pick("hbe_sample", bucket)(Xs, Ys, tab.members, tab.first, tab.last, tab.bucket_ptr, tab.cdf_key,
+                                       tab.bucket_weight, bucket, u, table0, level.size, level.k, level.width)
 
 
-def hbe_bucket(Xs, Ys, weights, members, first, last, bucket, size, n_concat, width):
-    """Whole-bucket samples: returns ((m, T) samples, (m,) kernel evaluations)."""
-    return _pick("hbe_bucket", bucket)(Xs, Ys, weights, members, first, last, bucket, size, n_concat, width)
+def hbe_bucket(Xs, Ys, weights, level, bucket):
+    """Whole-bucket samples of an HBE level: returns ((m, T) samples, (m,) kernel evaluations).
+    See :func:`_hbe_bucket`."""
+    tab = level.tables
+    return _pick("hbe_bucket", bucket)(Xs, Ys, weights, tab.members, tab.first, tab.last, bucket, level.size,
+                                       level.k, level.width)
 
 
-def ckns_shell(Xs, Ys, coef, members, first, last, bucket, r2_lo, r2_hi, n_concat, width, n_tables):
-    """One CKNS shell: returns ((m,) sums over distinct found points in the shell, (m,) kernel evaluations)."""
-    return _pick("ckns_shell", bucket)(Xs, Ys, coef, members, first, last, bucket, r2_lo, r2_hi, n_concat,
-                                       width, n_tables)
+def ckns_shell(Xs, Ys, shell, unit, bucket, width):
+    """One CKNS shell of one copy (records ``shell``: ``r2``, ``k``, ``L``; ``unit``: ``tables``,
+    ``coef_pos``): returns ((m,) sums, (m,) kernel evaluations). See :func:`_ckns_shell`."""
+    tab = unit.tables
+    return _pick("ckns_shell", bucket)(Xs, Ys, unit.coef_pos, tab.members, tab.first, tab.last, bucket,
+                                       shell.r2[0], shell.r2[1], shell.k, width, shell.L)

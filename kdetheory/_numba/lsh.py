@@ -20,6 +20,24 @@ def _jit_pair(func):
 
 
 def _lookup(q_mix, q_codes, bucket_ptr, bucket_mix, bucket_key):
+    """Bucket of every (table, query): binary search on the mix, then an exact key comparison.
+
+    Parameters
+    ----------
+    q_mix : (T, m) uint64 ndarray
+        64-bit mixes of the query keys.
+    q_codes : (T, m, k) int64 ndarray
+        The query keys.
+    bucket_ptr : (T + 1,) int64 ndarray
+        Table ``t``'s buckets are ``bucket_ptr[t] .. bucket_ptr[t+1] - 1`` (sorted by mix).
+    bucket_mix : (B,) uint64 ndarray
+    bucket_key : (B, k) integer ndarray
+
+    Returns
+    -------
+    (T, m) int64 ndarray
+        Global bucket index, ``-1`` where no stored key equals the query's.
+    """
     T, m, k = q_codes.shape
     out = np.full((T, m), -1, dtype=np.int64)
     for t in numba.prange(T):

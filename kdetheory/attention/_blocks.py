@@ -1,19 +1,21 @@
-"""Block machinery of the practical KDEformer (SPEC section 4, Algorithm 3), written once
-against an array namespace ``xp`` (NumPy or CuPy).
+"""Block machinery of the practical KDEformer (docs/math.md §4, Algorithm 3).
 
 Everything here works in the *sorted frame*: queries and keys already permuted by their
-LSH bucket position. Results are kept as max-shifted accumulators ``(mx, acc)`` with
-``acc = sum exp(logit - mx) [v, 1]``; two of them are merged with a common shift, so the
+LSH bucket position. Both products are calls of the one reduction
+:func:`kdetheory._stream.online_softmax` (the diagonal blocks as key ranges, the residual as
+an index list masked by those ranges) and are kept as max-shifted accumulators ``(mx, acc)``
+with ``acc = sum exp(logit - mx) [v, 1]``; two of them are merged with a common shift, so the
 ratio numerator/denominator never sees an overflow.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _config
-from .._stream import shifted_exp_
+from .._config import block_shape
+from .._stream import KeyRanges, online_softmax
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,21 @@ class BlockPartition:
 
     @classmethod
     def build(cls, n_q, n_k, bucket_size):
+        """The partition of ``n_q`` sorted queries and ``n_k`` sorted keys into key blocks of
+        ``bucket_size`` (cached: its arrays are read-only and shared by every call with the same sizes)."""
+        return _build_partition(cls, n_q, n_k, bucket_size)
+
+    @classmethod
+    def _build(cls, n_q, n_k, bucket_size):
         n_blocks = -(-n_k // bucket_size)
         k_start = np.minimum(np.arange(n_blocks + 1, dtype=np.int64) * bucket_size, n_k)
         q_start = (k_start * n_q) // n_k
         # 'right' skips empty query blocks (q_start[t] == q_start[t + 1]).
         q_block = np.searchsorted(q_start, np.arange(n_q), side="right") - 1
-        return cls(n_q, n_k, bucket_size, k_start, q_start, q_block.astype(np.int64))
+        arrays = [k_start, q_start, q_block.astype(np.int64)]
+        for a in arrays:
+            a.setflags(write=False)
+        return cls(n_q, n_k, bucket_size, *arrays)
 
     @property
     def n_blocks(self) -> int:
@@ -54,6 +65,11 @@ class BlockPartition:
         """Number of entries of A computed exactly per sequence: sum_t |Q_t| |K_t|."""
         return int(np.sum(np.diff(self.q_start) * np.diff(self.k_start)))
 
+    @property
+    def ranges(self) -> KeyRanges:
+        """Query block t sees the keys of key block t (the reduction's key ranges)."""
+        return KeyRanges(self.q_start, self.k_start[:-1], self.k_start[1:])
+
     def padded_indices(self):
         """Gather indices (n_blocks, q_max) and (n_blocks, b) with validity masks."""
         q_max = max(1, int(np.diff(self.q_start).max()))
@@ -63,91 +79,59 @@ class BlockPartition:
         return np.minimum(qi, self.n_q - 1), q_ok, np.minimum(ki, self.n_k - 1), k_ok
 
 
+@functools.lru_cache(maxsize=64)
+def _build_partition(cls, n_q, n_k, bucket_size):
+    return cls._build(n_q, n_k, bucket_size)
+
+
 def _rows_per_chunk(total_rows, cols, itemsize, temporaries=2):
-    return max(1, min(total_rows, _config.CHUNK_BYTES // max(1, temporaries * cols * itemsize)))
+    """Rows of a ``rows x cols`` chunked loop within the chunk budget (``_config.block_shape``)."""
+    return block_shape(total_rows, cols, itemsize, temporaries=temporaries)[0]
 
 
-def _shifted_sums(logits, values, xp):
-    """Max-shifted ``(mx, exp(logits - mx) @ values)`` along the last axis; -inf rows give (-inf, 0).
-
-    Overwrites ``logits`` (its exponentials are computed in place)."""
-    mx = logits.max(axis=-1)
-    shift = xp.where(xp.isfinite(mx), mx, 0)
-    return mx, shifted_exp_(logits, shift, xp) @ values
-
-
-def block_diagonal_products(Qs, Ks, V1s, part, xp):
-    """Exact ``A_spar [V, 1]`` on the sorted arrays, max-shifted per query.
+def block_diagonal_products(Qs, Ks, Vs, part, scale, backend):
+    """Exact ``A_spar [V, 1]`` on the sorted arrays: each query against its own key block.
 
     Parameters
     ----------
-    Qs : (B, n_q, d) sorted, pre-scaled queries
+    Qs : (B, n_q, d) sorted queries
     Ks : (B, n_k, d) sorted keys
-    V1s : (B, n_k, p) sorted values with the ones column appended
+    Vs : (B, n_k, d_v) sorted values
     part : BlockPartition
+    scale : float
+        Logit scale: ``logit_ij = scale <q_i, k_j>``.
+    backend : {"numpy", "numba", "cupy"}
 
     Returns
     -------
     mx : (B, n_q) per-query maximum logit over its own block
-    acc : (B, n_q, p) ``sum_{j in block} exp(logit_ij - mx_i) [v_j, 1]``
+    acc : (B, n_q, d_v + 1) ``sum_{j in block} exp(logit_ij - mx_i) [v_j, 1]``
     """
-    B, n_q, _ = Qs.shape
-    qi, q_ok, ki, k_ok = (xp.asarray(a) for a in part.padded_indices())
-    nb, q_max = qi.shape
-    b = ki.shape[1]
-    mx = xp.empty((B, n_q), dtype=Qs.dtype)
-    acc = xp.empty((B, n_q, V1s.shape[-1]), dtype=Qs.dtype)
-    key_mask = xp.where(k_ok, 0, -xp.inf).astype(Qs.dtype)  # (nb, b): padding keys weigh 0
-    step = _rows_per_chunk(B * nb, q_max * b, Qs.dtype.itemsize)
-    # Walk over (batch, block) pairs in chunks; each chunk is one batched matmul.
-    for c0 in range(0, B * nb, step):
-        flat = np.arange(c0, min(c0 + step, B * nb))
-        bi, ti = xp.asarray(flat // nb), xp.asarray(flat % nb)
-        q = Qs[bi[:, None], qi[ti]]  # (c, q_max, d)
-        k = Ks[bi[:, None], ki[ti]]  # (c, b, d)
-        v = V1s[bi[:, None], ki[ti]]  # (c, b, p)
-        logits = q @ xp.swapaxes(k, -1, -2)
-        logits += key_mask[ti][:, None, :]
-        m_c, a_c = _shifted_sums(logits, v, xp)
-        ok = q_ok[ti]
-        rows = qi[ti][ok]
-        bsel = xp.broadcast_to(bi[:, None], ok.shape)[ok]
-        mx[bsel, rows] = m_c[ok]
-        acc[bsel, rows] = a_c[ok]
-    return mx, acc
+    return online_softmax(Qs, Ks, Vs, scale=scale, ranges=part.ranges, backend=backend)
 
 
-def masked_sampled_products(Qs, K_samp, V1_samp, log_w, k_block, part, xp):
-    """Importance-sampled ``A_res [V, 1]``: sampled columns in the query's own block are masked.
+def masked_sampled_products(Qs, Ks, Vs, index, log_w, part, scale, backend):
+    """Importance-sampled ``A_res [V, 1]``: sampled keys in the query's own block are masked.
 
     Parameters
     ----------
-    Qs : (B, n_q, d) sorted, pre-scaled queries
-    K_samp : (B, m, d) sampled keys
-    V1_samp : (B, m, p) their values with the ones column
+    Qs : (B, n_q, d) sorted queries
+    Ks : (B, n_k, d) sorted keys
+    Vs : (B, n_k, d_v) sorted values
+    index : (B, m) int64 sorted key position of each sample (gathered inside the kernel)
     log_w : (B, m) ``log(1 / (m p_j))`` of each sample
-    k_block : (B, m) block of each sampled key
     part : BlockPartition
+    scale : float
+        Logit scale: ``logit_ij = scale <q_i, k_j>``.
+    backend : {"numpy", "numba", "cupy"}
 
     Returns
     -------
     mx : (B, n_q) maximum of ``logit + log_w`` over unmasked samples (-inf if none)
-    acc : (B, n_q, p) ``sum_s [block(i) != block(j_s)] exp(logit + log_w - mx) [v, 1]``
+    acc : (B, n_q, d_v + 1) ``sum_s [block(i) != block(j_s)] exp(logit + log_w - mx) [v, 1]``
     """
-    B, n_q, _ = Qs.shape
-    m = K_samp.shape[1]
-    q_block = xp.asarray(part.q_block)
-    mx = xp.empty((B, n_q), dtype=Qs.dtype)
-    acc = xp.empty((B, n_q, V1_samp.shape[-1]), dtype=Qs.dtype)
-    step = _rows_per_chunk(n_q, max(1, m) * B, Qs.dtype.itemsize)
-    Kt = xp.swapaxes(K_samp, -1, -2)
-    for r0 in range(0, n_q, step):
-        logits = Qs[:, r0:r0 + step] @ Kt
-        logits += log_w[:, None, :]
-        own = q_block[r0:r0 + step][None, :, None] == k_block[:, None, :]
-        logits = xp.where(own, -xp.inf, logits)  # (measured faster than an in-place putmask here)
-        mx[:, r0:r0 + step], acc[:, r0:r0 + step] = _shifted_sums(logits, V1_samp, xp)
-    return mx, acc
+    return online_softmax(Qs, Ks, Vs, scale=scale, ranges=part.ranges, sum_range=False, index=index,
+                          index_log_w=log_w, backend=backend)
 
 
 def merge(mx_a, acc_a, mx_b, acc_b, xp):
@@ -160,3 +144,40 @@ def merge(mx_a, acc_a, mx_b, acc_b, xp):
     fa = xp.exp(mx_a - shift)[..., None]
     fb = xp.exp(mx_b - shift)[..., None]  # exp(-inf) = 0 when no sample survived the mask
     return shift, acc_a * fa, acc_b * fb
+
+
+def finish(mx_s, acc_s, mx_r, acc_r, perm_q, backend):
+    """Merge the two parts, normalise, and put the queries back in their input order.
+
+    Parameters
+    ----------
+    mx_s, acc_s : (B, n_q), (B, n_q, p + 1) the sparse part (sorted frame)
+    mx_r, acc_r : (B, n_q), (B, n_q, p + 1) the residual part (sorted frame)
+    perm_q : (B, n_q) int64 sorted position -> input position
+    backend : {"numpy", "numba", "cupy"}
+        "cupy" runs one fused kernel (``kdetheory._cupy._blocks.finish``); the others the array
+        code below.
+
+    Returns
+    -------
+    output : (B, n_q, p) ``(sparse + residual)[:p] / (sparse + residual)[p]``
+    log_d : (B, n_q) ``shift + log((sparse + residual)[p])``
+    sparse, residual : (B, n_q, p + 1) both parts relative to ``exp(shift)``
+    shift : (B, n_q) ``max(mx_s, mx_r)``
+    All in the input order of the queries.
+    """
+    if backend == "cupy":
+        from .._cupy._blocks import finish as fused
+
+        return fused(mx_s, acc_s, mx_r, acc_r, perm_q)
+    xp = np
+    shift, sparse, residual = merge(mx_s, acc_s, mx_r, acc_r, xp)
+    total = sparse + residual
+    out = total[..., :-1] / total[..., -1:]
+    log_d = shift + xp.log(total[..., -1])
+    B, n_q = perm_q.shape
+    inv = xp.empty_like(perm_q)
+    inv[xp.arange(B)[:, None], perm_q] = xp.arange(n_q, dtype=perm_q.dtype)
+    rows = lambda a: xp.take_along_axis(a, inv[..., None], axis=-2)  # noqa: E731
+    return (rows(out), xp.take_along_axis(log_d, inv, axis=-1), rows(sparse), rows(residual),
+            xp.take_along_axis(shift, inv, axis=-1))

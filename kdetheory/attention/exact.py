@@ -7,22 +7,27 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from .._array import namespace, resolve_backend, to_numpy
-from .._stream import block_shape, lse_products_on
-from .._validation import check_matrix, check_positive, check_same_columns, check_same_rows
+from .._config import block_shape
+from .._stream import lse_products_on
+from .._validation import check_matrix, check_positive, check_same_columns, check_same_rows, result_float_dtype
 
 __all__ = ["softmax_attention", "row_sums", "softmax_matrix", "check_qkv"]
 
 
 def check_qkv(Q, K, V=None, *, scale=1.0):
     """Validate attention inputs: Q (..., n_q, d), K (..., n_k, d), V (..., n_k, d_v) with
-    equal leading (batch, head) axes; returns float arrays, the namespace and the scale."""
+    equal leading (batch, head) axes; returns float arrays of one dtype (NumPy's promotion of
+    the three: float32 only when all are float32), the namespace and the scale."""
     Q = check_matrix("Q", Q, ndim=range(2, 8))
-    K = check_matrix("K", K, ndim=range(2, 8), dtype=Q.dtype)
+    K = check_matrix("K", K, ndim=range(2, 8))
+    V = None if V is None else check_matrix("V", V, ndim=range(2, 8))
+    dtype = result_float_dtype(Q, K, V)
+    Q, K = Q.astype(dtype, copy=False), K.astype(dtype, copy=False)
     check_same_columns("Q", Q, "K", K)
     if Q.shape[:-2] != K.shape[:-2]:
         raise ValueError(f"K: got leading axes {K.shape[:-2]} but Q has {Q.shape[:-2]}; pass matching batch/head axes.")
     if V is not None:
-        V = check_matrix("V", V, ndim=range(2, 8), dtype=Q.dtype)
+        V = V.astype(dtype, copy=False)
         check_same_rows("K", K, "V", V)
         if V.shape[:-2] != K.shape[:-2]:
             raise ValueError(f"V: got leading axes {V.shape[:-2]} but K has {K.shape[:-2]}; pass matching batch/head axes.")
@@ -102,7 +107,9 @@ class SoftmaxMatrix(LinearOperator):
     """Matrix-free ``P = D^-1 A`` (n_q x n_k) with ``A = exp(scale Q K^T)``.
 
     ``P @ x`` and ``P.T @ y`` cost O(n_q n_k (d + k)) for k right-hand sides and hold at most
-    one chunk of P at a time. Host (NumPy) vectors in and out, whatever the inputs' device,
+    one chunk of P at a time. When the whole of P fits in one chunk (``_config.CHUNK_BYTES``)
+    it is computed once and kept, so iterative methods (Lanczos needs tens of products) pay
+    for the exponentials once. Host (NumPy) vectors in and out, whatever the inputs' device,
     so that scipy.sparse.linalg (svds, eigsh) can use it directly.
     """
 
@@ -110,14 +117,23 @@ class SoftmaxMatrix(LinearOperator):
         self.Q, self.K, self.scale, self.xp = Q, K, scale, xp
         self.log_d = xp.asarray(lse_products_on("numpy" if xp is np else "cupy", Q, K, None, scale=scale)[0])
         super().__init__(dtype=np.dtype(Q.dtype), shape=(Q.shape[0], K.shape[0]))
+        rows, _ = block_shape(Q.shape[0], K.shape[0], Q.dtype.itemsize, temporaries=1)
+        self._rows = rows
+        self._dense = next(self._computed_blocks())[1] if rows >= Q.shape[0] else None
+
+    def _computed_blocks(self):
+        xp, Q = self.xp, self.Q
+        for r0 in range(0, Q.shape[0], self._rows):
+            logits = (Q[r0:r0 + self._rows] * self.scale) @ self.K.T
+            logits -= self.log_d[r0:r0 + self._rows, None]
+            yield r0, xp.exp(logits, out=logits)
 
     def _blocks(self):
-        xp, Q = self.xp, self.Q
-        rows, _ = block_shape(Q.shape[0], self.K.shape[0], Q.dtype.itemsize, temporaries=1)
-        for r0 in range(0, Q.shape[0], rows):
-            logits = (Q[r0:r0 + rows] * self.scale) @ self.K.T
-            logits -= self.log_d[r0:r0 + rows, None]
-            yield r0, xp.exp(logits, out=logits)
+        return iter([(0, self._dense)]) if self._dense is not None else self._computed_blocks()
+
+    def frobenius_norm_sq(self):
+        """``||P||_F^2 = sum_ij P_ij^2`` in one pass over the blocks, O(n_q n_k d) (float)."""
+        return float(sum(float((P * P).sum()) for _, P in self._blocks()))
 
     def _matmat(self, x):
         xp = self.xp

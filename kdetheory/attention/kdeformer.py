@@ -12,16 +12,17 @@ derivation that meets the stated guarantee. The practical variant (Algorithm 3) 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .._array import resolve_backend, to_namespace, to_numpy
 from .._rng import as_generator
 from .._stream import lse_products_on
-from .._validation import check_choice, check_int, check_matrix, check_open_unit, check_same_columns
+from .._validation import check_int, check_matrix, check_open_unit, check_same_columns
 from ..amm import SamplingMatrix, required_samples, sampling_probabilities
-from ..kde.weighted_exp import ESTIMATORS, WeightedExpKDE
+from ..kde.weighted_exp import WeightedExpKDE, resolve_estimator
+from ._cost import AttentionCost, StageCost
 from .exact import check_qkv
 
 __all__ = ["kdeformer", "sampled_attention", "diameter_bound", "radius", "KDEformerResult", "column_norm_accuracy"]
@@ -81,8 +82,10 @@ class KDEformerResult:
         The upper bound on srank(D^-1 A) used for the theorem's sample count.
     lemma_constant : float
         c with ``p_j >= c (a_j + b_j)`` guaranteed by the KDE accuracies (Lemma 3.1 needs 1/4).
-    cost : dict
-        Stage -> {"kernel_evaluations", "hash_evaluations", "flops"}; plus "total".
+    cost : AttentionCost
+        Stages ``row_sums_kde``, ``column_norm_kde`` (the KDEs' kernel and hash evaluations) and
+        ``sampled_product`` (``n_q`` times the distinct sampled keys); ``cost.work_fraction`` is
+        their kernel evaluations over the ``n_q n_k`` of exact attention (>= 1: the exact regime).
     """
 
     output: object
@@ -94,11 +97,7 @@ class KDEformerResult:
     column_norms: np.ndarray
     srank_bound: float
     lemma_constant: float
-    cost: dict = field(default_factory=dict)
-
-
-def _stage(kernel=0, hashes=0, flops=0):
-    return {"kernel_evaluations": int(kernel), "hash_evaluations": int(hashes), "flops": int(flops)}
+    cost: AttentionCost
 
 
 def diameter_bound(Q, K):
@@ -116,6 +115,7 @@ def diameter_bound(Q, K):
         inequality makes each a valid bound). It is at most ``3 gamma`` and close to ``gamma`` when
         queries and keys fill the same ball; the density floor ``e^{-bound^2/2}/2`` derived from it
         is therefore valid but can be much smaller than Theorem 3.3's ``e^{-gamma^2/2}/2``.
+        Computed on the host (CuPy inputs are copied to host memory).
 
     References
     ----------
@@ -140,7 +140,8 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
     Q : (n_q, d) array
     K : (n_k, d) array
     V : (n_k, d_v) array
-        NumPy or CuPy (output of the same type).
+        NumPy or CuPy (output of the same type); the dtype of every result is NumPy's promotion
+        of the three (float32 only when all are float32).
     eps : float in (0, 1)
         Target relative spectral error of eq. (2).
     delta : float in (0, 1), default 0.1
@@ -149,10 +150,12 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
         Number m of sampled keys. ``None`` takes the sample count of Theorem 3.4 from
         :func:`kdetheory.amm.required_samples` at accuracy eps/3 (Theorem 3.2's split), with
         srank(D^-1 A) bounded from the column-norm estimates (never by forming D^-1 A).
-    kde : {"hbe", "ckns", "sampling", "exact"}, default "hbe"
-        The Gaussian KDE inside the weighted exponential KDEs (Theorem 2.1's data structure).
+    kde : {"hbe", "ckns", "sampling", "exact"} or callable, default "hbe"
+        The Gaussian KDE inside the weighted exponential KDEs (Theorem 2.1's data structure), by
+        name or as an estimator factory such as ``functools.partial(HashingBasedKDE,
+        variance_constant=0.01)`` (see :func:`kdetheory.kde.weighted_exp.resolve_estimator`).
     scale : float, default 1.0
-        Logit scale; inputs are pre-scaled by sqrt(scale) (the paper's convention, SPEC 1).
+        Logit scale; inputs are pre-scaled by sqrt(scale) (the paper's convention, docs/math.md §1).
     rng : None, int, SeedSequence or Generator
     backend : {"auto", "numpy", "numba", "cupy"}
 
@@ -168,9 +171,15 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
     eps/3 compose to ``(2 eps/3)/(1 - eps/3) <= eps``. The row-sum stage asks each query for
     failure probability ``delta / (3 n_q)``, so all rows hold at once with ``1 - delta/3``.
     The KDEs' density floor is ``e^{-G^2/2}/2`` with G >= gamma the bound of :func:`diameter_bound`
-    (Theorem 3.3's floor when G = gamma, a smaller but still valid one otherwise). Runtime
-    (Theorem 3.4): two weighted exponential KDEs, sub-quadratic only for bounded diameter
-    ``max ||q_i - k_j||^2 = O(log n)`` (Corollary 3.4), plus ``O(n_q m d)``.
+    (Theorem 3.3's floor when G = gamma, a smaller but still valid one otherwise), kept in the
+    log domain: for logits in the hundreds or thousands no estimator is sub-linear and the
+    weight classes are summed exactly (``cost.work_fraction`` then reaches 1 or more: the exact
+    regime). Identical tokens (G = 0) are the easiest case. Runtime (Theorem 3.4): two weighted
+    exponential KDEs, sub-quadratic only for bounded diameter ``max ||q_i - k_j||^2 = O(log n)``
+    (Corollary 3.4), plus ``O(n_q m d)``.
+
+    Backends: the two KDE stages run on the host (:class:`~kdetheory.kde.WeightedExpKDE` copies
+    CuPy inputs to host memory); the sampled product runs natively on the GPU for CuPy inputs.
 
     References
     ----------
@@ -181,15 +190,18 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
         raise ValueError(f"Q: got shape {tuple(Q.shape)}; kdeformer takes one (n_q, d) head at a time.")
     eps = check_open_unit("eps", eps)
     delta = check_open_unit("delta", delta)
-    check_choice("kde", kde, ESTIMATORS)
+    resolve_estimator("kde", kde)
     if n_samples is not None:
         n_samples = check_int("n_samples", n_samples, minimum=1)
     backend = resolve_backend(backend, xp)
-    gen = as_generator(rng)
-    rng_rows, rng_cols, rng_draw = gen.spawn(3)
-    n_q, n_k = Q.shape[0], K.shape[0]
     root = math.sqrt(scale)
-    Qs, Ks = Q * root, K * root
+    return _kdeformer(Q * root, K * root, V, eps, delta, n_samples, kde, as_generator(rng).spawn(3), xp, backend)
+
+
+def _kdeformer(Qs, Ks, V, eps, delta, n_samples, kde, gens, xp, backend):
+    """Algorithm 1 on validated, pre-scaled arrays (``gens``: row, column and sampling generators)."""
+    rng_rows, rng_cols, rng_draw = gens
+    n_q, n_k = Qs.shape[0], Ks.shape[0]
 
     # The diameter bound gamma >= max ||q_i - k_j|| fixes the KDEs' density floor (Theorem 3.4).
     gamma = diameter_bound(Qs, Ks)
@@ -198,14 +210,14 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
     rows_kde = WeightedExpKDE(Ks, eps=eps / 3, delta=delta / (3 * n_q), estimator=kde, diameter=gamma,
                               rng=rng_rows, backend=backend)
     rows = rows_kde.query(Qs)
-    log_d = to_numpy(rows.log_estimate)
+    log_d = to_numpy(rows.log_estimate).astype(np.float64)
 
     # Step 2: column norms ||D~^-1 A e_j||^2 = sum_i D~_ii^-2 e^{<sqrt2 q_i, sqrt2 k_j>}, constant accuracy.
     cols_kde = WeightedExpKDE(math.sqrt(2) * Qs, log_weights=to_namespace(-2.0 * log_d, xp), eps=COLUMN_NORM_EPS,
                               delta=delta / (3 * n_k), estimator=kde, diameter=math.sqrt(2) * gamma,
                               rng=rng_cols, backend=backend)
     cols = cols_kde.query(math.sqrt(2) * Ks)
-    log_c = to_numpy(cols.log_estimate)
+    log_c = to_numpy(cols.log_estimate).astype(np.float64)
 
     # Step 3: Lemma 3.1 distribution, mixed half-half with the value norms.
     c = np.exp(log_c - log_c.max())  # shares only: the common factor cancels
@@ -217,8 +229,7 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
     # (inflated by the band, so the bound holds whenever the KDEs do).
     t = np.exp(log_c + 2 * np.log1p(eps / 3) - np.log1p(-COLUMN_NORM_EPS))
     srank_bound = float(min(n_k, n_q, max(1.0, t.sum() / max(n_q / n_k, t.max() / band))))
-    V_host = to_numpy(V).astype(np.float64)
-    v_op = float(np.linalg.norm(V_host, 2))
+    v_op = float(np.linalg.norm(to_numpy(V).astype(np.float64), 2))
     srank_v = float(v_sq.sum() / v_op**2) if v_op > 0 else 1.0
     if n_samples is None:
         n_samples = required_samples(eps / 3, delta / 3, srank_bound, max(1.0, srank_v), n_q + V.shape[1], c=lemma_c)
@@ -227,21 +238,24 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
     S = SamplingMatrix.draw(p, n_samples, rng=rng_draw)
     output, n_unique = _sampled_product(Qs, Ks, V, S, log_d, xp, backend)
 
-    d, d_v = Q.shape[1], V.shape[1]
-    cost = {
-        # A kernel evaluation of the (d+1)-dimensional Gaussian KDEs is one inner product: 2 (d + 1) FLOPs.
-        "row_sums_kde": _stage(rows.kernel_evaluations.sum(), rows.hash_evaluations.sum(),
-                               2 * (d + 1) * rows.kernel_evaluations.sum()),
-        "column_norm_kde": _stage(cols.kernel_evaluations.sum(), cols.hash_evaluations.sum(),
-                                  2 * (d + 1) * cols.kernel_evaluations.sum()),
-        "sampled_product": _stage(n_q * n_unique, 0, 2 * n_q * n_unique * (d + d_v)),
-    }
-    cost["total"] = {k: sum(stage[k] for stage in cost.values()) for k in ("kernel_evaluations", "hash_evaluations", "flops")}
-    cost["exact_attention_flops"] = 2 * n_q * n_k * (d + d_v)
+    d, d_v = Qs.shape[1], V.shape[1]
+    # A kernel evaluation of the (d+1)-dimensional Gaussian KDEs is one inner product: 2 (d + 1) FLOPs.
+    kde_stages = [StageCost(name, kernel_evaluations=int(r.kernel_evaluations.sum()),
+                            hash_evaluations=int(r.hash_evaluations.sum()),
+                            flops=2 * (d + 1) * int(r.kernel_evaluations.sum()))
+                  for name, r in (("row_sums_kde", rows), ("column_norm_kde", cols))]
+    cost = AttentionCost(
+        batch=1, n_queries=n_q, n_keys=n_k, d=d, d_v=d_v, samples=int(n_samples),
+        stages=(*kde_stages, StageCost("sampled_product", kernel_evaluations=n_q * n_unique,
+                                       flops=2 * n_q * n_unique * (d + d_v))),
+        details={"distinct_samples": n_unique, "weight_classes": (rows_kde.n_classes, cols_kde.n_classes),
+                 "exact_class_sums": (int(rows.exact_classes.sum()), int(cols.exact_classes.sum())),
+                 "exact_fallbacks": (int(rows.exact_fallbacks.sum()), int(cols.exact_fallbacks.sum()))},
+    )
     with np.errstate(over="ignore"):
-        row_sums = np.exp(log_d)
+        row_sums = np.exp(log_d).astype(Qs.dtype)
     return KDEformerResult(
-        output=output, row_sums=to_namespace(row_sums, xp), log_row_sums=to_namespace(log_d, xp),
+        output=output, row_sums=to_namespace(row_sums, xp), log_row_sums=to_namespace(log_d.astype(Qs.dtype), xp),
         indices=S.indices, probabilities=p, n_samples=int(n_samples), column_norms=t,
         srank_bound=srank_bound, lemma_constant=lemma_c, cost=cost,
     )
@@ -279,7 +293,8 @@ def sampled_attention(Q, K, V, sampling, *, log_row_sums=None, scale=1.0, backen
 
     Notes
     -----
-    Cost O(n_q m (d + d_v)) with m the number of distinct sampled keys; never forms A.
+    Cost O(n_q m (d + d_v)) with m the number of distinct sampled keys; never forms A. Runs
+    natively on the GPU for CuPy inputs (the m sampled indices are copied from the host).
     Theorem 3.2: if D~ is within (1 +- e1) of D and ``||D^-1 A Pi^T Pi V - D^-1 A V|| <= e2
     ||D^-1 A|| ||V||``, the error of this product is at most ``(e1 + e2)/(1 - e1)`` in the same
     units.
@@ -291,8 +306,15 @@ def sampled_attention(Q, K, V, sampling, *, log_row_sums=None, scale=1.0, backen
     from .exact import row_sums
 
     Q, K, V, xp, scale = check_qkv(Q, K, V, scale=scale)
-    if not isinstance(sampling, SamplingMatrix) or sampling.n != K.shape[0]:
-        raise TypeError(f"sampling: got {type(sampling).__name__}; pass a SamplingMatrix over the {K.shape[0]} keys.")
+    if Q.ndim != 2:
+        raise ValueError(f"Q: got shape {tuple(Q.shape)}; sampled_attention takes one (n_q, d) head at a time "
+                         "(loop over the leading batch/head axes).")
+    if not isinstance(sampling, SamplingMatrix):
+        raise TypeError(f"sampling: got {type(sampling).__name__}; pass a kdetheory.amm.SamplingMatrix over the "
+                        f"{K.shape[0]} keys.")
+    if sampling.n != K.shape[0]:
+        raise ValueError(f"sampling: got a SamplingMatrix over {sampling.n} rows but K has {K.shape[0]} keys; "
+                         f"draw it from a probability vector of length {K.shape[0]}.")
     backend = resolve_backend(backend, xp)
     if log_row_sums is None:
         log_d = to_numpy(row_sums(Q, K, scale=scale, log=True, backend=backend))

@@ -2,10 +2,11 @@
 exact block-diagonal part plus an importance-sampled residual (SPEC sections 4 and 6)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _config
 from .._array import namespace, resolve_backend, to_namespace, to_numpy
 from .._rng import as_generator
 from .._validation import check_choice, check_int
@@ -13,6 +14,7 @@ from ..amm import sampling_probabilities
 from ..lsh.angular import ORDERS, AngularLSH, check_n_hashes
 from . import _blocks
 from ._blocks import BlockPartition
+from ._cost import AttentionCost, StageCost
 from .exact import check_qkv
 
 __all__ = ["kdeformer_practical", "PracticalResult", "SAMPLINGS"]
@@ -35,10 +37,12 @@ class PracticalResult:
         ``A_spar [V, 1]`` and ``est(A_res [V, 1])``, each multiplied by ``exp(-log_shift)``.
     log_shift : (..., n_q) array
         The per-query shift common to both parts.
-    cost : dict
-        ``exact_entries``, ``samples``, ``hash_evaluations`` (points hashed, r hyperplanes
-        each), ``flops`` (a dict by stage), ``bucket_size``, ``n_samples``, ``n_blocks``,
-        ``feature_dimension = bucket_size + n_samples`` (the paper's budget, SPEC 4).
+    cost : AttentionCost
+        Stages ``hashing`` (points hashed, r hyperplanes each), ``sorting``, ``probabilities``,
+        ``sparse`` (the exact block entries) and ``residual`` (n_q m sampled entries); ``samples``
+        and ``feature_dimension = bucket_size + n_samples`` (the paper's budget, docs/math.md §4);
+        ``details`` keeps ``exact_entries``, ``hyperplanes``, ``flops`` (a dict by stage),
+        ``total_flops``, ``bucket_size``, ``n_samples`` and ``n_blocks``.
     lsh : AngularLSH
         The hash that was used (shared by every sequence of the batch).
     """
@@ -48,7 +52,7 @@ class PracticalResult:
     sparse: object
     residual: object
     log_shift: object
-    cost: dict = field(default_factory=dict)
+    cost: AttentionCost | None = None
     lsh: AngularLSH | None = None
 
     @property
@@ -61,26 +65,24 @@ def _sort_by_bucket(X, lsh, order, xp):
     """Permutation (B, n) sorting each sequence by bucket position; ties keep input order.
 
     The key ``rank * n + i`` is unique, so every backend's sort gives the same permutation."""
-    n = X.shape[-2]
-    rank = lsh.ranks(X, order=order)
-    key = rank * n + xp.arange(n, dtype=np.int64)
-    return xp.argsort(key, axis=-1)
+    return xp.argsort(lsh.sort_keys(X, order=order), axis=-1)
 
 
 def _gather_rows(X, idx, xp):
-    return xp.take_along_axis(X, idx[..., None], axis=-2)
+    """``X[b, idx[b, i]]`` for (B, n, c) X and (B, n') idx, as one flat ``take`` (no broadcast index arrays)."""
+    B, n, c = X.shape
+    flat = (idx + xp.arange(B, dtype=idx.dtype)[:, None] * n).ravel()
+    return xp.take(X.reshape(B * n, c), flat, axis=0).reshape(B, idx.shape[1], c)
 
 
-def _column_norm_estimates(Qs, Ks, part, n_norm_queries, rng, xp):
+def _column_norm_estimates(Qs, Ks, part, rows, xp):
     """Estimated squared column norms of ``D^-1 A_res`` (B, n_k), up to a common factor.
 
-    ``c_j = sum_{i in S} [block(i) != block(j)] exp(2 (logit_ij - log D_i))`` over a uniform
-    sample S of ``n_norm_queries`` sorted query positions (with replacement); ``D_i`` is exact
-    for those queries (their full logit rows are computed anyway). Cost O(|S| n_k d). Lemma 3.1
-    only needs constant-factor accuracy of the *shares* c_j / sum c.
+    ``c_j = sum_{i in S} [block(i) != block(j)] exp(2 (logit_ij - log D_i))`` over the sorted
+    query positions ``rows`` (a uniform sample with replacement, drawn by the caller); ``D_i`` is
+    exact for those queries (their full logit rows are computed anyway). Cost O(|S| n_k d).
+    Lemma 3.1 only needs constant-factor accuracy of the *shares* c_j / sum c.
     """
-    B, n_q, _ = Qs.shape
-    rows = rng.integers(0, n_q, size=n_norm_queries)
     logits = Qs[:, xp.asarray(rows)] @ xp.swapaxes(Ks, -1, -2)  # (B, |S|, n_k)
     mx = logits.max(axis=-1, keepdims=True)
     log_d = mx + xp.log(xp.exp(logits - mx).sum(axis=-1, keepdims=True))
@@ -92,38 +94,55 @@ def _column_norm_estimates(Qs, Ks, part, n_norm_queries, rng, xp):
     return xp.exp(z - zmax).sum(axis=-2)
 
 
-def _probabilities(sampling, Qs, Ks, V1s, part, n_norm_queries, rng, xp):
-    """Sampling distribution over sorted key positions, (B, n_k) float64 on the host."""
+def _probabilities(sampling, Qs, Ks, Vs, part, rows, xp):
+    """Sampling distribution over sorted key positions, (B, n_k) float64 in namespace ``xp``.
+
+    "uniform" and "values" stay on the device (no synchronisation); "columns" computes the
+    Lemma 3.1 shares with :func:`kdetheory.amm.sampling_probabilities` on the host."""
     B, n_k, _ = Ks.shape
     if sampling == "uniform":
-        return np.full((B, n_k), 1.0 / n_k)
-    sq = to_numpy((V1s * V1s).sum(axis=-1)).astype(np.float64)  # ||[v_j, 1]||^2
+        return xp.full((B, n_k), 1.0 / n_k)
+    Vs64 = Vs.astype(np.float64)
+    sq = (Vs64 * Vs64).sum(axis=-1) + 1.0  # ||[v_j, 1]||^2
     if sampling == "values":
-        # Authors' rule (SPEC 6.2): ||[v_j,1]||_2 / sigma_max([V,1])^2 + 1/n_k. sigma_max^2 is the
-        # exact top eigenvalue of the (d_v+1)^2 Gram matrix (the code ran 20 power iterations).
-        gram = to_numpy(xp.swapaxes(V1s, -1, -2) @ V1s).astype(np.float64)
-        sigma2 = np.linalg.eigvalsh(gram)[..., -1]
-        p = np.sqrt(sq) / sigma2[:, None] + 1.0 / n_k
+        # Authors' rule (docs/math.md §6.2): ||[v_j,1]||_2 / sigma_max([V,1])^2 + 1/n_k. sigma_max^2 is
+        # the exact top eigenvalue of the (d_v+1)^2 Gram matrix (the code ran 20 power iterations).
+        V1 = xp.concatenate([Vs64, xp.ones((B, n_k, 1))], axis=-1)
+        sigma2 = _top_eigenvalue(xp.swapaxes(V1, -1, -2) @ V1, xp)
+        p = xp.sqrt(sq) / sigma2[:, None] + 1.0 / n_k
         return p / p.sum(axis=-1, keepdims=True)
-    c = to_numpy(_column_norm_estimates(Qs, Ks, part, n_norm_queries, rng, xp)).astype(np.float64)
-    return np.stack([sampling_probabilities(c[b], sq[b]) for b in range(B)])
+    c = to_numpy(_column_norm_estimates(Qs, Ks, part, rows, xp)).astype(np.float64)
+    sq = to_numpy(sq)
+    return to_namespace(np.stack([sampling_probabilities(c[b], sq[b]) for b in range(B)]), xp)
 
 
-def _draw(p, n_samples, rng):
-    """``n_samples`` i.i.d. draws per row of ``p`` (B, n) by one batched inverse-CDF search.
+def _top_eigenvalue(gram, xp):
+    """Largest eigenvalue of each (N x N) Gram matrix: LAPACK on the host, one fused kernel on the GPU
+    (``kdetheory._cupy._practical``: repeated squaring and a Rayleigh quotient, exact to rounding
+    unless the top two eigenvalues agree to ~3e-3, and then off by less than their gap)."""
+    if xp is np:
+        return np.linalg.eigvalsh(gram)[..., -1]
+    from .._cupy._practical import top_eigenvalue
 
-    Row b's CDF is shifted by b so that a single sorted searchsorted serves every row."""
+    return top_eigenvalue(gram)
+
+
+def _draw(p, u, xp):
+    """Inverse-CDF draws: row b of ``u`` (B, m) uniforms in [0, 1) mapped through row b of ``p``.
+
+    One batched search: row b's CDF is shifted by b so that a single sorted searchsorted serves
+    every row (no loop, no host round trip on the GPU)."""
     B, n = p.shape
-    cdf = np.cumsum(p, axis=-1)
+    cdf = xp.cumsum(p, axis=-1)
     cdf /= cdf[:, -1:]
-    offset = np.arange(B, dtype=np.float64)[:, None]
-    u = rng.random((B, n_samples))
-    idx = np.searchsorted((cdf + offset).ravel(), (u + offset).ravel(), side="right")
-    idx = idx.reshape(B, n_samples) - n * np.arange(B)[:, None]
-    return np.clip(idx, 0, n - 1)
+    offset = xp.arange(B, dtype=np.float64)[:, None]
+    idx = xp.searchsorted((cdf + offset).ravel(), (u + offset).ravel(), side="right")
+    idx = idx.reshape(B, -1) - n * xp.arange(B)[:, None]
+    return xp.clip(idx, 0, n - 1)
 
 
 def _cost(B, n_q, n_k, d, dv, part, r, m, sampling, n_norm_queries):
+    """The :class:`AttentionCost` of one call; ``details`` keeps the per-stage FLOP dict and counts."""
     entries = B * part.exact_entries
     flops = {
         "hashing": 2 * B * (n_q + n_k) * d * r,
@@ -136,18 +155,25 @@ def _cost(B, n_q, n_k, d, dv, part, r, m, sampling, n_norm_queries):
             "columns": 2 * B * n_norm_queries * n_k * (d + 1),
         }[sampling],
     }
-    return {
+    norm_entries = B * n_norm_queries * n_k if sampling == "columns" and m > 0 else 0
+    stages = (
+        StageCost("hashing", hash_evaluations=B * (n_q + n_k), flops=flops["hashing"]),
+        StageCost("sorting", flops=flops["sorting"]),
+        StageCost("probabilities", kernel_evaluations=norm_entries, flops=flops["probabilities"]),
+        StageCost("sparse", kernel_evaluations=entries, flops=flops["sparse"]),
+        StageCost("residual", kernel_evaluations=B * n_q * m, flops=flops["residual"]),
+    )
+    details = {
         "exact_entries": entries,
-        "samples": B * m,
-        "hash_evaluations": B * (n_q + n_k),
         "hyperplanes": r,
         "flops": flops,
         "total_flops": int(sum(flops.values())),
         "bucket_size": part.bucket_size,
         "n_samples": m,
         "n_blocks": part.n_blocks,
-        "feature_dimension": part.bucket_size + m,
     }
+    return AttentionCost(batch=B, n_queries=n_q, n_keys=n_k, d=d, d_v=dv, stages=stages, samples=B * m,
+                         feature_dimension=part.bucket_size + m, details=details)
 
 
 def kdeformer_practical(Q, K, V, *, bucket_size, n_samples, n_hashes=7, sampling="values", order="gray",
@@ -195,11 +221,21 @@ def kdeformer_practical(Q, K, V, *, bucket_size, n_samples, n_hashes=7, sampling
         hyperplanes. One hash is shared by queries, keys and every sequence of the batch
         (the ViT file's convention; the root file redrew one per head, SPEC 6.8).
     rng : None, int, SeedSequence or Generator
-        All randomness (hash, query sample, key samples) is drawn on the host from it, so
-        every backend gets identical draws.
+        Every random number (hash directions, the column-norm query sample, one uniform per
+        key sample) is drawn on the host from it, first and in that order, so every backend
+        gets identical draws; the uniforms become samples by an inverse-CDF search on the
+        inputs' device.
     backend : {"auto", "numpy", "numba", "cupy"}
-        "auto" is "numba" on the host when ``bucket_size + n_samples <= 256`` and "numpy"
-        (batched BLAS) above, as measured on 2 cores; "cupy" for CuPy inputs.
+        "auto" is "numba" on the host when ``bucket_size + n_samples <=
+        _config.PRACTICAL_NUMBA_MAX_BUDGET`` (256) and "numpy" (batched BLAS) above, as measured
+        on 2 cores; "cupy" for CuPy inputs (host inputs with "cupy" are computed on the GPU and
+        come back as NumPy).
+
+        Runs natively on the GPU: hashing (one matrix product and sign bits), the Gray-rank
+        sort (``cupy.argsort``), the sampling distribution and the draw, both products (the
+        fused kernel, sampled keys gathered inside it) and the final merge, normalisation and
+        un-permutation (one fused pass). Exceptions: ``sampling="columns"`` computes the Lemma
+        3.1 shares on the host (one round trip), and input validation reads one flag per array.
 
     Returns
     -------
@@ -238,67 +274,55 @@ def kdeformer_practical(Q, K, V, *, bucket_size, n_samples, n_hashes=7, sampling
     check_choice("sampling", sampling, SAMPLINGS)
     check_choice("order", order, ORDERS)
     n_norm = check_int("n_norm_queries", n_norm_queries, minimum=1)
-    # Measured on 2 cores (n = 2048..8192, d = 50): numba's loops win for small blocks and sample
-    # counts (per-block BLAS calls are tiny), batched BLAS wins from b + m ~ 384 on.
-    backend = resolve_backend(backend, xp, auto="numba" if b + m <= 256 else "numpy")
+    backend = resolve_backend(backend, xp, auto="numba" if b + m <= _config.PRACTICAL_NUMBA_MAX_BUDGET else "numpy")
     gen = as_generator(rng)
+    if backend == "cupy" and xp is np:  # host inputs computed on the GPU: same draws, host results
+        from .._array import get_cupy
+
+        cp = get_cupy()
+        res = kdeformer_practical(cp.asarray(Q), cp.asarray(K), cp.asarray(V), bucket_size=b, n_samples=m, n_hashes=r,
+                                  sampling=sampling, order=order, scale=scale, n_norm_queries=n_norm, lsh=lsh, rng=gen)
+        arrays = {f: getattr(res, f).get() for f in ("output", "log_row_sums", "sparse", "residual", "log_shift")}
+        return PracticalResult(**arrays, cost=res.cost, lsh=res.lsh)
     if lsh is None:
         lsh = AngularLSH(d, r, rng=gen)
     elif not isinstance(lsh, AngularLSH) or lsh.dim != d:
         raise ValueError(f"lsh: got {lsh!r}; pass an AngularLSH of dimension {d} or None.")
     r = lsh.n_hashes
-
     lead = Q.shape[:-2]
-    Qb = Q.reshape((-1, n_q, d)) * Q.dtype.type(scale)
-    Kb, Vb = K.reshape((-1, n_k, d)), V.reshape((-1, n_k, dv))
+    Qb, Kb, Vb = Q.reshape((-1, n_q, d)), K.reshape((-1, n_k, d)), V.reshape((-1, n_k, dv))
     B = Qb.shape[0]
-    V1 = xp.concatenate([Vb, xp.ones((B, n_k, 1), dtype=Q.dtype)], axis=-1)
+    # Every host draw happens here, before any device work, in a fixed order (hash, query sample,
+    # uniforms): every backend sees the same numbers and the GPU path never waits for the host.
+    rows = gen.integers(0, n_q, size=n_norm) if m > 0 and sampling == "columns" else None
+    u = to_namespace(gen.random((B, m)), xp) if m > 0 else None
 
-    # Steps 1-2: hash, sort by Gray-code position (Q and K share the LSH; hashing is scale-free).
+    # Steps 1-2: hash (one GEMM and sign bits), sort by Gray-code position (scale-free).
     perm_q, perm_k = _sort_by_bucket(Qb, lsh, order, xp), _sort_by_bucket(Kb, lsh, order, xp)
-    Qs, Ks, V1s = _gather_rows(Qb, perm_q, xp), _gather_rows(Kb, perm_k, xp), _gather_rows(V1, perm_k, xp)
+    Qs, Ks, Vs = _gather_rows(Qb, perm_q, xp), _gather_rows(Kb, perm_k, xp), _gather_rows(Vb, perm_k, xp)
     part = BlockPartition.build(n_q, n_k, b)
 
-    # Step 4 (draws first, host randomness): residual samples in the sorted key frame.
+    # Step 3: exact diagonal blocks (key ranges of the one reduction).
+    mx_s, acc_s = _blocks.block_diagonal_products(Qs, Ks, Vs, part, scale, backend)
+    # Step 4: residual samples in the sorted key frame (distribution and draw on the inputs' device),
+    # gathered inside the reduction, masked where they fall in the query's own block.
     if m > 0:
-        p = _probabilities(sampling, Qs, Ks, V1s, part, n_norm, gen, xp)
-        pos = _draw(p, m, gen)
-        log_w = -np.log(m * np.take_along_axis(p, pos, axis=-1))
-        k_block = pos // b
-    # Step 3 and 4: the two products, max-shifted.
-    if backend == "numba":
-        from .._numba import practical as kernels
-
-        mx_s, acc_s = kernels.block_diagonal_products(Qs, Ks, V1s, part)
-    else:
-        mx_s, acc_s = _blocks.block_diagonal_products(Qs, Ks, V1s, part, xp)
-    if m > 0:
-        pos_x = to_namespace(pos, xp)
-        K_samp, V1_samp = _gather_rows(Ks, pos_x, xp), _gather_rows(V1s, pos_x, xp)
-        log_w_x = to_namespace(log_w, xp).astype(Q.dtype)
-        if backend == "numba":
-            mx_r, acc_r = kernels.masked_sampled_products(Qs, K_samp, V1_samp, log_w_x, k_block, part)
-        else:
-            mx_r, acc_r = _blocks.masked_sampled_products(Qs, K_samp, V1_samp, log_w_x, to_namespace(k_block, xp), part, xp)
+        p = _probabilities(sampling, Qs * Q.dtype.type(scale) if sampling == "columns" else Qs, Ks, Vs, part, rows, xp)
+        pos = _draw(p, u, xp)
+        log_w = (-xp.log(m * xp.take_along_axis(p, pos, axis=-1))).astype(Q.dtype)
+        mx_r, acc_r = _blocks.masked_sampled_products(Qs, Ks, Vs, pos, log_w, part, scale, backend)
     else:
         mx_r, acc_r = xp.full_like(mx_s, -xp.inf), xp.zeros_like(acc_s)
 
-    # Step 5: common shift, ratio, un-permute the queries.
-    shift, sparse, residual = _blocks.merge(mx_s, acc_s, mx_r, acc_r, xp)
-    total = sparse + residual
-    out_sorted = total[..., :dv] / total[..., dv:]
-    log_d = shift + xp.log(total[..., dv])
-    inv = xp.empty_like(perm_q)
-    inv[xp.arange(B)[:, None], perm_q] = xp.arange(n_q, dtype=perm_q.dtype)
-    unsort = lambda a: _gather_rows(a, inv, xp)  # noqa: E731
-    unsort1 = lambda a: xp.take_along_axis(a, inv, axis=-1)  # noqa: E731
+    # Step 5: common shift, ratio, un-permute the queries (one fused pass on the GPU).
+    out, log_d, sparse, residual, shift = _blocks.finish(mx_s, acc_s, mx_r, acc_r, perm_q, backend)
     cost = _cost(B, n_q, n_k, d, dv, part, r, m, sampling, n_norm)
     return PracticalResult(
-        output=unsort(out_sorted).reshape(lead + (n_q, dv)),
-        log_row_sums=unsort1(log_d).reshape(lead + (n_q,)),
-        sparse=unsort(sparse).reshape(lead + (n_q, dv + 1)),
-        residual=unsort(residual).reshape(lead + (n_q, dv + 1)),
-        log_shift=unsort1(shift).reshape(lead + (n_q,)),
+        output=out.reshape(lead + (n_q, dv)),
+        log_row_sums=log_d.reshape(lead + (n_q,)),
+        sparse=sparse.reshape(lead + (n_q, dv + 1)),
+        residual=residual.reshape(lead + (n_q, dv + 1)),
+        log_shift=shift.reshape(lead + (n_q,)),
         cost=cost,
         lsh=lsh,
     )

@@ -29,11 +29,12 @@ from .synthetic import (
     heavy_tailed_values,
     matrix_with_stable_rank,
 )
-from .texts import DEFAULT_TEXT
+from .texts import DEFAULT_TEXT, PASSAGES, passages
 
 __all__ = [
     "ATTENTION_KINDS",
     "DEFAULT_TEXT",
+    "PASSAGES",
     "MiniLMAttention",
     "attention_instance",
     "bounded_diameter_instance",
@@ -46,6 +47,7 @@ __all__ = [
     "minilm_embedding_table",
     "minilm_model_dir",
     "minilm_sentence_embedding",
+    "passages",
     "real_data_available",
     "require_real_data",
 ]

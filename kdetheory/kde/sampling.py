@@ -1,9 +1,11 @@
-"""Random-sampling KDE: the tau = 1 baseline of Theorem 2.1, plain and over a permuted copy.
+"""Random-sampling KDE: the tau = 1 baseline of Theorem 2.1, over a permuted copy (default) or plain.
 
 ``Z = w_J k(x_J, q)`` with ``J`` uniform in ``{1..n}`` is unbiased for ``mu(q)`` with relative
 variance ``E[Z^2]/mu^2 - 1 <= w_max / mu`` (since ``E[(w k)^2] <= w_max mu``); the median of means
 of ``O(w_max eps^-2 log(1/delta) / mu_min)`` samples is within ``1 +- eps`` of ``mu`` with
-probability ``>= 1 - delta`` whenever ``mu >= mu_min``.
+probability ``>= 1 - delta`` whenever ``mu >= mu_min``. Every sample lies in ``[0, w_max]``, so
+stopping on an empirical-Bernstein confidence sequence (``sizing="adaptive"``) keeps the same
+guarantee with a number of samples set by the query's own density and variance.
 """
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ import math
 import numpy as np
 
 from .. import _config
-from .._array import namespace
-from .._validation import check_int
+from .._array import namespace, to_numpy
+from .._validation import check_choice, check_int
 from ._base import KDEEstimator
-from ._mom import median_of_means, mom_shape
+from .exact import _EXPANSION_TOLERANCE
+from ._mom import bernstein_stop, median_of_means, mom_shape
 
 __all__ = ["RandomSamplingKDE", "sampled_kernel_values"]
 
@@ -38,7 +41,7 @@ def sampled_kernel_values(Xs, Ys, idx, weights):
     idx = xp.asarray(idx)
     m, s = idx.shape
     out = xp.empty((m, s), dtype=Xs.dtype)
-    rows = max(1, _config.CHUNK_BYTES // max(1, 2 * s * Xs.shape[1] * Xs.dtype.itemsize))
+    rows = _config.block_shape(m, s, Xs.dtype.itemsize, temporaries=2 * Xs.shape[1])[0]
     for r0 in range(0, m, rows):
         block = idx[r0:r0 + rows]
         diff = Xs[block] - Ys[r0:r0 + rows, None, :]
@@ -47,87 +50,165 @@ def sampled_kernel_values(Xs, Ys, idx, weights):
     return out
 
 
+def permuted_block_values(Xp, x2, wp, Ys, starts, t0, t1, tolerance):
+    """Samples ``t0 .. t1-1`` of each query's block of the shuffled copy (wrapping around).
+
+    Parameters
+    ----------
+    Xp : (n, d) array
+        Shuffled, rescaled points, centred (at their mean).
+    x2 : (n,) array
+        ``||x||^2`` of the rows of ``Xp``.
+    wp : (n,) array
+        Their (normalised) weights.
+    Ys : (m, d) array
+        Rescaled queries, centred like ``Xp``.
+    starts : (m,) int ndarray
+        First position of each query's block.
+    t0, t1 : int
+        Sample range, ``t1 - t0 <= n``.
+    tolerance : float
+        Largest error bound in the exponent accepted from the expanded form (below).
+
+    Returns
+    -------
+    (m, t1 - t0) array, namespace of ``Xp``: ``w exp(-||x - y||^2)``, each value in ``[0, w]``.
+
+    Notes
+    -----
+    One contiguous slice (two when it wraps) and one matrix-vector product per query: the
+    memory-friendly layout of DEANN's RSP, far faster than gathering random rows. The squared
+    distance is expanded as ``||x||^2 + ||y||^2 - 2<x, y>`` (clamped at 0) when its rounding error,
+    at most ``(d + 4) u (max ||x||^2 + ||y||^2)``, is within ``tolerance``; otherwise (bandwidths far
+    below the spread of the data) it is taken by direct differences.
+    """
+    xp = namespace(Xp)
+    n, d = Xp.shape
+    u = float(np.finfo(Xp.dtype).eps)
+    R2 = float(x2.max())
+    out = xp.empty((Ys.shape[0], t1 - t0), dtype=Xp.dtype)
+    for i in range(Ys.shape[0]):
+        a = (int(starts[i]) + t0) % n
+        b = a + t1 - t0
+        rows = slice(a, b) if b <= n else xp.concatenate([xp.arange(a, n), xp.arange(0, b - n)])
+        block, y = Xp[rows], Ys[i]
+        y2 = float((y * y).sum())
+        if (d + 4) * u * (R2 + y2) <= tolerance:
+            r2 = xp.maximum(x2[rows] + y2 - 2.0 * (block @ y), 0.0)
+        else:
+            D = block - y
+            r2 = (D * D).sum(axis=1)
+        out[i] = wp[rows] * xp.exp(-r2)
+    return out
+
+
 class RandomSamplingKDE(KDEEstimator):
-    """Uniform random sampling with median of means (tau = 1).
+    """Uniform random sampling (tau = 1), over a once-permuted copy by default.
 
     Parameters
     ----------
     X, eps, delta, mu_min, bandwidth, weights, rng, backend
         See :class:`~kdetheory.kde._base.KDEEstimator`.
-    permuted : bool, default False
+    permuted : bool, default True
         DEANN's "RSP": shuffle ``X`` once at build time; each query evaluates one contiguous
-        block of the shuffled copy (random start, wrapping around) with one matrix-vector
-        product. Unbiased for every fixed shuffle (each point lies in exactly ``s`` of the ``n``
-        possible blocks); samples within a block are drawn without replacement.
+        block of the shuffled copy (random start, wrapping around). Unbiased for every fixed
+        shuffle (each point lies in exactly ``s`` of the ``n`` possible blocks); samples within a
+        block are drawn without replacement. False draws ``s`` independent uniform indices per
+        query (a random gather: several times slower per sample).
+    sizing : {"worst_case", "adaptive"}, default "worst_case"
+        "worst_case": ``group_size x n_groups`` samples from :func:`~kdetheory.kde._mom.mom_shape`
+        with relative variance ``w_max / mu_min`` (the same for every query). "adaptive":
+        stopping on an empirical-Bernstein confidence sequence per query
+        (:func:`~kdetheory.kde._mom.bernstein_stop`, samples in ``[0, w_max]``), up to ``n // 2``
+        samples, then the exact sum; same ``(1 +- eps, delta)`` guarantee for ``mu >= mu_min``.
+        Its samples are i.i.d. uniform indices in either layout (the confidence sequence needs
+        independent samples), so ``permuted`` only affects worst-case sizing.
     n_samples : int, optional
-        Override the number of samples per query (otherwise from ``eps``, ``delta``, ``mu_min``).
+        Override the number of samples per query (worst-case sizing only).
     n_groups : int, optional
         Number of median-of-means groups when ``n_samples`` is given (default 1: a plain mean).
 
     Notes
     -----
-    Relative variance per sample ``<= w_max / mu_min``; :func:`~kdetheory.kde._mom.mom_shape`
-    turns it into ``group_size x n_groups`` samples. When that is ``>= n`` the estimator answers
-    exactly (``n`` kernel evaluations). ``below_mu_min`` flags estimates ``< (1 - eps) mu_min``:
-    with probability ``>= 1 - delta`` such a query has ``mu < mu_min``.
-    Cost per query: ``s`` kernel evaluations, no hashing.
+    Worst case: when ``group_size x n_groups >= n`` the estimator answers exactly (``n`` kernel
+    evaluations). ``below_mu_min`` flags estimates ``< (1 - eps) mu_min`` (worst case) or
+    queries whose upper confidence bound fell below ``mu_min`` (adaptive): with probability
+    ``>= 1 - delta`` such a query has ``mu < mu_min``. Cost per query: ``s`` kernel evaluations
+    (``KDEResult.samples``), no hashing. Runs in the namespace of ``X`` (NumPy or CuPy, no host copy
+    of the data; the random indices are drawn on the host).
 
     References
     ----------
-    Karppa, Aumueller, Pagh, "DEANN", AISTATS 2022 (the permuted variant); KDEformer
-    Theorem 2.1 (uniform sampling is the tau = 1 point on its trade-off curve).
+    Karppa, Aumueller, Pagh, "DEANN", AISTATS 2022 (the permuted variant); Mnih, Szepesvari,
+    Audibert, ICML 2008 (empirical-Bernstein stopping); KDEformer Theorem 2.1 (uniform sampling is
+    the tau = 1 point on its trade-off curve).
     """
 
     def __init__(self, X, *, eps=0.1, delta=0.05, mu_min=1e-3, bandwidth=1.0, weights=None,
-                 rng=None, backend="auto", permuted=False, n_samples=None, n_groups=None):
+                 rng=None, backend="auto", permuted=True, sizing="worst_case", n_samples=None, n_groups=None):
         self.permuted = bool(permuted)
+        self.sizing = check_choice("sizing", sizing, ("worst_case", "adaptive"))
         self._n_samples = None if n_samples is None else check_int("n_samples", n_samples, minimum=1)
         self._n_groups_arg = None if n_groups is None else check_int("n_groups", n_groups, minimum=1)
+        if self.sizing == "adaptive" and n_samples is not None:
+            raise ValueError("n_samples: got a fixed sample count with sizing='adaptive'; pass one or the other.")
         super().__init__(X, eps=eps, delta=delta, mu_min=mu_min, bandwidth=bandwidth, weights=weights,
                          rng=rng, backend=backend)
 
     def _build(self):
         if self._n_samples is None:
-            self.group_size, self.n_groups = mom_shape(self._w_max / self.mu_min, self.eps, self.delta)
+            self.group_size, self.n_groups = mom_shape(1.0 / self._mu_floor, self.eps, self.delta)
         else:
             self.n_groups = self._n_groups_arg or 1
             self.group_size = max(1, math.ceil(self._n_samples / self.n_groups))
         self.n_samples = self.group_size * self.n_groups
-        self.exact = self.n_samples >= self.n
-        if self.exact or not self.permuted:
+        #: most samples an adaptive query draws before it answers exactly instead
+        self.max_samples = max(1, self.n // 2)
+        self.exact = self.n_samples >= self.n if self.sizing == "worst_case" else False
+        if self.exact or not self.permuted or self.sizing == "adaptive":
             return {"bytes": 0}
         xp = self._xp
         perm = xp.asarray(self._rng.permutation(self.n))
-        Xc = self._Xs - self._Xs.mean(axis=0)
         self._centre = self._Xs.mean(axis=0)
-        wrap = xp.arange(self.n_samples) % self.n
-        # The shuffled copy is extended by its first s rows so every block is one contiguous slice.
-        self._Xp = xp.concatenate([Xc[perm], Xc[perm][wrap]])
-        self._Xp_sq = (self._Xp * self._Xp).sum(axis=1)
-        self._wp = xp.concatenate([self.weights[perm], self.weights[perm][wrap]])
-        return {"bytes": self._Xp.nbytes + self._Xp_sq.nbytes + self._wp.nbytes}
+        self._Xp = self._Xs[perm] - self._centre
+        self._x2 = (self._Xp * self._Xp).sum(axis=1)
+        self._wp = self._w[perm]
+        return {"bytes": self._Xp.nbytes + self._x2.nbytes + self._wp.nbytes}
+
+    def _draw(self, Ys, gen):
+        """``draw(idx, t0, t1)``: samples ``t0 .. t1-1`` of the queries ``Ys[idx]`` (namespace of ``X``):
+        blocks of the permuted copy, or i.i.d. uniform indices (plain layout, and adaptive sizing,
+        whose confidence sequence needs independent samples; a block is drawn without replacement)."""
+        if self.permuted and self.sizing == "worst_case":
+            starts = gen.integers(0, self.n, Ys.shape[0])
+            Yc = Ys - self._centre
+            tol = _EXPANSION_TOLERANCE[self.X.dtype.itemsize]
+            return lambda idx, t0, t1: permuted_block_values(self._Xp, self._x2, self._wp, Yc[self._xp.asarray(idx)],
+                                                             starts[idx], t0, t1, tol)
+        return lambda idx, t0, t1: sampled_kernel_values(
+            self._Xs, Ys[self._xp.asarray(idx)], gen.integers(0, self.n, (idx.size, t1 - t0)), self._w)
 
     def _query(self, Ys, Y, gen):
         m = Y.shape[0]
         ones = np.ones(m, dtype=np.int64)
         if self.exact:
             est = self._exact(Y)
-            return est.astype(self.X.dtype), est < self.mu_min, ones * self.n, 0 * ones, ones
-        xp = self._xp
+            return est, est < self._mu_floor, ones * self.n, 0 * ones, ones, 0 * ones
+        draw = self._draw(Ys, gen)
+        if self.sizing == "adaptive":  # the stopping rule runs on the host, on (m,)-sized summaries
+            est, used, below = bernstein_stop(lambda idx, t0, t1: to_numpy(draw(idx, t0, t1)).astype(np.float64),
+                                              m, self.eps, self.delta, 1.0, self.max_samples, floor=self._mu_floor)
+            kev = used.copy()
+            unstopped = np.flatnonzero(np.isnan(est))
+            if unstopped.size:  # budget spent without a certified answer: the exact sum
+                est[unstopped] = self._exact(Y[self._xp.asarray(unstopped)])
+                kev[unstopped] += self.n
+                below[unstopped] = est[unstopped] < self._mu_floor
+            below |= est < (1.0 - self.eps) * self._mu_floor  # certified, but below the floor
+            return est, below, kev, 0 * ones, ones, used
         s = self.n_samples
-        if self.permuted:
-            starts = gen.integers(0, self.n, m)
-            Yc = Ys - self._centre
-            vals = xp.empty((m, s), dtype=Ys.dtype)
-            for i in range(m):
-                a = int(starts[i])
-                block = self._Xp[a:a + s]
-                # ||x - y||^2 = ||x||^2 + ||y||^2 - 2<x, y> on centred points (one GEMV per query)
-                r2 = self._Xp_sq[a:a + s] + (Yc[i] * Yc[i]).sum() - 2.0 * (block @ Yc[i])
-                vals[i] = self._wp[a:a + s] * xp.exp(-xp.maximum(r2, 0))
-        else:
-            idx = gen.integers(0, self.n, (m, s))
-            vals = sampled_kernel_values(self._Xs, Ys, idx, self.weights)
-        est = median_of_means(vals, self.n_groups, xp)
-        below = est < (1.0 - self.eps) * self.mu_min
-        return est, below, ones * s, 0 * ones, ones
+        rows = _config.block_shape(m, s, self.X.dtype.itemsize)[0]
+        est = np.concatenate([to_numpy(median_of_means(draw(np.arange(r0, min(m, r0 + rows)), 0, s), self.n_groups,
+                                                       self._xp)).astype(np.float64) for r0 in range(0, m, rows)])
+        below = est < (1.0 - self.eps) * self._mu_floor
+        return est, below, ones * s, 0 * ones, ones, ones * s

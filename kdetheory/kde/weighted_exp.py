@@ -1,6 +1,6 @@
 """Weighted exponential KDE (Definition 3.1) by reduction to Gaussian KDE (Algorithm 2).
 
-Reconstructed (SPEC section 4, Algorithm 2): the published pseudocode was not available; this
+Reconstructed (docs/math.md §4, Algorithm 2): the published pseudocode was not available; this
 is a derivation that meets the stated guarantee.
 
     S(y) = sum_j v_j e^{<x_j, y>} = e^{||y||^2/2} sum_j w_j e^{-||x_j - y||^2 / 2},
@@ -20,18 +20,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._array import namespace, to_numpy
+from .._array import namespace, resolve_backend, to_numpy
 from .._rng import as_generator
-from .._validation import check_choice, check_matrix, check_open_unit, check_positive, check_same_columns, check_weights
+from .._stream import lse_products_on
+from .._validation import (check_choice, check_matrix, check_open_unit, check_positive, check_same_columns,
+                           check_weights, result_float_dtype)
 from .exact import log_weights
 
-__all__ = ["WeightedExpKDE", "WeightedExpKDEResult", "ESTIMATORS"]
+__all__ = ["WeightedExpKDE", "WeightedExpKDEResult", "WeightClass", "ESTIMATORS", "resolve_estimator"]
 
 #: Gaussian-KDE estimators available inside the reduction, by name.
 ESTIMATORS = ("exact", "sampling", "hbe", "ckns")
 
+#: The smallest exponent tau of any known Gaussian-KDE query time ``eps^-2 mu^-tau`` (Charikar,
+#: Kapralov, Nouri, Siminelakis, FOCS 2020: tau = 0.173 + o(1)). A class of n points whose density
+#: floor is below ``n^(-1/tau)`` cannot be estimated with fewer than n kernel evaluations by any
+#: of them, so it is summed exactly (in the log domain) instead of handing the estimator a floor
+#: that may underflow.
+BEST_KDE_EXPONENT = 0.173
 
-def _gaussian_estimator_class(name):
+
+def _named_estimator(name):
     from . import ckns, exact, hbe, sampling
 
     return {
@@ -42,6 +51,63 @@ def _gaussian_estimator_class(name):
     }[name]
 
 
+def resolve_estimator(argument, estimator):
+    """Validate a Gaussian-KDE choice given by name or as a factory; return ``(factory, label)``.
+
+    Parameters
+    ----------
+    argument : str
+        The caller's argument name, for messages (``"estimator"``, ``"kde"``).
+    estimator : str or callable
+        One of :data:`ESTIMATORS`, or a callable ``f(X, *, eps, delta, mu_min, bandwidth, rng,
+        backend)`` returning an object whose ``query(Y)`` answers a
+        :class:`~kdetheory.kde.KDEResult` (a :class:`~kdetheory.kde.KDEEstimator` subclass, or
+        ``functools.partial(HashingBasedKDE, variance_constant=0.01)`` to pass settings of its own).
+
+    Returns
+    -------
+    (callable, str)
+        The factory and a label (the name, or the factory's repr).
+    """
+    if isinstance(estimator, str):
+        check_choice(argument, estimator, ESTIMATORS)
+        return _named_estimator(estimator), estimator
+    if callable(estimator):
+        return estimator, repr(estimator)
+    raise TypeError(
+        f"{argument}: got {estimator!r} of type {type(estimator).__name__}; pass one of {ESTIMATORS} or an "
+        "estimator factory such as functools.partial(HashingBasedKDE, variance_constant=0.01)."
+    )
+
+
+@dataclass(frozen=True)
+class WeightClass:
+    """One weight class ``J_l`` of Algorithm 2 (step 2).
+
+    Attributes
+    ----------
+    log_W : float
+        ``log W_l``: every member has ``W_l / 2 < w_j <= W_l``.
+    points : (|J_l|, d + 1) float64 array
+        The lifted points ``x^_j = [x_j ; sqrt(2 ln(W_l / w_j))]`` (step 3).
+    log_v : (|J_l|,) float64 array
+        The members' ``log v_j``, for summing the class exactly in the log domain.
+    estimator : object or None
+        The Gaussian KDE built on ``points``; None when the class is summed exactly (the
+        ``"exact"`` estimator, or a density floor below what any estimator can beat, see
+        :data:`BEST_KDE_EXPONENT`).
+    """
+
+    log_W: float
+    points: np.ndarray
+    log_v: np.ndarray
+    estimator: object
+
+    @property
+    def size(self) -> int:
+        return int(self.points.shape[0])
+
+
 @dataclass(frozen=True)
 class WeightedExpKDEResult:
     """Answer of :meth:`WeightedExpKDE.query`.
@@ -49,9 +115,10 @@ class WeightedExpKDEResult:
     Attributes
     ----------
     log_estimate : (m,) array
-        ``log z_i`` (``-inf`` when every weight is zero). Use it when sums overflow.
+        ``log z_i`` (``-inf`` when every weight is zero). Use it when sums overflow. Its dtype is
+        NumPy's promotion of the data, weights and queries (float32 only if all are float32).
     kernel_evaluations, hash_evaluations : (m,) int64 arrays
-        Work per query, summed over the weight classes (exact fallbacks included).
+        Work per query, summed over the weight classes (exact classes and fallbacks included).
     classes_used : (m,) int64 array
         Classes evaluated per query (the rest were truncated as negligible).
     exact_fallbacks : (m,) int64 array
@@ -59,6 +126,8 @@ class WeightedExpKDEResult:
         the class sum was computed exactly instead (never a silent wrong number).
     diameter : (m,) array
         The upper bound on ``max_j ||x_j - y_i||`` used for truncation and density bounds.
+    exact_classes : (m,) int64 array
+        Classes summed exactly by design (no estimator built for them), per query.
     """
 
     log_estimate: object
@@ -67,6 +136,7 @@ class WeightedExpKDEResult:
     classes_used: np.ndarray
     exact_fallbacks: np.ndarray
     diameter: np.ndarray
+    exact_classes: np.ndarray
 
     @property
     def estimate(self):
@@ -89,15 +159,19 @@ class WeightedExpKDE:
         Relative accuracy: every answer satisfies ``(1 - eps) S_i <= z_i <= (1 + eps) S_i``.
     delta : float in (0, 1), default 0.05
         Failure probability per query (each class estimator gets ``delta / n_classes``).
-    estimator : {"hbe", "ckns", "sampling", "exact"}, default "hbe"
-        The Gaussian KDE of Theorem 2.1 used inside each class.
+    estimator : {"hbe", "ckns", "sampling", "exact"} or callable, default "hbe"
+        The Gaussian KDE of Theorem 2.1 used inside each class, by name or as a factory called
+        ``factory(X^, eps=, delta=, mu_min=, bandwidth=1.0, rng=, backend=)`` (e.g.
+        ``functools.partial(HashingBasedKDE, variance_constant=0.01)``), see
+        :func:`resolve_estimator`. ``"exact"`` sums every class exactly in the log domain.
     log_weights : (n,) array, optional
         ``log v_j`` (``-inf`` for zero weights), for weights that under- or overflow, such as
         ``D^-2`` in KDEformer's column norms.
-    diameter : float, optional
+    diameter : float >= 0, optional
         A known bound on ``max ||x_j - y_i||``. Sets the class estimators' density floor to the
-        Theorem-3.3 value ``mu_min = e^{-(diameter^2 + 2 ln 2)/2}``. Without it the estimators
-        search adaptively down to ``mu_min``.
+        Theorem-3.3 value ``mu_min = e^{-(diameter^2 + 2 ln 2)/2}``, kept in the log domain (it
+        underflows for diameters above about 38). 0 (identical points) is the easiest case.
+        Without it the estimators search adaptively down to ``mu_min``.
     mu_min : float in (0, 1], default 1e-4
         Density floor of the adaptive search when ``diameter`` is not given. Classes whose
         density at a query is below it are evaluated exactly for that query (and counted).
@@ -111,9 +185,15 @@ class WeightedExpKDE:
     ``(eps/2) W e^{-Delta_i^2/2}`` are truncated per query; so ``z_i`` is (1 +- eps)-accurate
     with probability ``>= 1 - delta``. Runtime
     ``O(L [P(n, mu, eps) + m d eps^-2 mu^-tau])`` with ``mu = e^{-Delta^2/2}/2`` and
-    ``L = O(log(n/eps) + Delta^2)``: sub-linear per query only for bounded diameter.
-    Everything is computed in the log domain, so weights may span hundreds of orders of
-    magnitude.
+    ``L = O(log(n/eps) + Delta^2)``: sub-linear per query only for bounded diameter. A class of
+    ``n_l`` points whose floor is below ``n_l^(-1/0.173)`` (no known estimator beats n_l kernel
+    evaluations there, :data:`BEST_KDE_EXPONENT`) is summed exactly and reported in
+    ``exact_classes``. Everything is computed in the log domain, so weights may span hundreds
+    of orders of magnitude and inner products may reach the thousands.
+
+    Backends: the reduction runs on the host. With CuPy inputs the data are copied to host
+    memory, the class estimators get device copies of their points (they run where their own
+    docstrings say), and the answer is returned as a CuPy array.
 
     References
     ----------
@@ -126,60 +206,76 @@ class WeightedExpKDE:
         self.xp = namespace(X, weights, log_weights)
         self.eps = check_open_unit("eps", eps)
         self.delta = check_open_unit("delta", delta)
-        self.estimator = check_choice("estimator", estimator, ESTIMATORS)
+        self._factory, self.estimator = resolve_estimator("estimator", estimator)
         if diameter is not None:
-            diameter = check_positive("diameter", diameter)
-        if not (isinstance(mu_min, numbers.Real) and 0 < float(mu_min) <= 1):
+            diameter = check_positive("diameter", diameter, allow_zero=True)
+        if not (isinstance(mu_min, numbers.Real) and not isinstance(mu_min, bool) and 0 < float(mu_min) <= 1):
             raise ValueError(f"mu_min: got {mu_min!r}; pass a number in (0, 1].")
         self.backend = backend
+        self._host_backend = resolve_backend(backend if backend in ("numpy", "numba") else "auto", np)
         self._rng = as_generator(rng)
-        log_v = self._log_weights(X, weights, log_weights)
+        log_v, self.dtype = self._log_weights(X, weights, log_weights)
         self.n, self.d = X.shape
-        self._build(to_numpy(X), to_numpy(log_v), diameter, float(mu_min))
+        # The density floor, in the log domain: e^{-(diameter^2 + 2 ln 2)/2} underflows for large diameters.
+        self.log_mu_min = -0.5 * diameter * diameter - math.log(2.0) if diameter is not None else math.log(float(mu_min))
+        self._build(to_numpy(X).astype(np.float64), log_v)
+
+    @property
+    def mu_min(self) -> float:
+        """The density floor ``e^{log_mu_min}`` (0.0 where it underflows; the code uses the log)."""
+        return math.exp(self.log_mu_min)
 
     def _log_weights(self, X, weights, log_w):
+        """Host float64 ``log v`` and the result dtype (promotion of X and the weights)."""
         xp = self.xp
         if weights is not None and log_w is not None:
             raise ValueError("log_weights: got both weights and log_weights; pass only one of them.")
         if log_w is None:
-            return log_weights(check_weights("weights", weights, X.shape[0], xp=xp, dtype=X.dtype), xp)
-        log_w = xp.asarray(log_w, dtype=X.dtype)
-        if log_w.shape != (X.shape[0],) or bool(xp.isnan(log_w).any()) or bool(xp.isposinf(log_w).any()):
+            if weights is None:
+                return np.zeros(X.shape[0]), X.dtype
+            w = check_weights("weights", weights, X.shape[0], xp=xp, dtype=None)
+            return log_weights(to_numpy(w).astype(np.float64), np), result_float_dtype(X, w)
+        log_w = xp.asarray(log_w)
+        if log_w.dtype.kind not in "fiu":
+            raise TypeError(f"log_weights: got dtype {log_w.dtype}; pass real floating-point log-weights.")
+        dtype = result_float_dtype(X, log_w)
+        log_w = to_numpy(log_w).astype(np.float64)
+        if log_w.shape != (X.shape[0],) or np.isnan(log_w).any() or np.isposinf(log_w).any():
             raise ValueError(
                 f"log_weights: got shape {tuple(log_w.shape)} with NaN or +inf entries; pass ({X.shape[0]},) "
                 "finite values or -inf for zero weights."
             )
-        return log_w
+        return log_w, dtype
 
-    def _build(self, X, log_v, diameter, mu_min):
+    def _build(self, X, log_v):
         live = np.isfinite(log_v)  # step 1: drop v_j = 0
-        self._X_live = X[live]
+        X_live, log_v = X[live], log_v[live]
+        self.classes = []
         if not live.any():
-            self.classes = []
             self.centre, self.radius = np.zeros(X.shape[1]), 0.0
             return
-        log_w = log_v[live] + 0.5 * np.sum(self._X_live**2, axis=1)  # w_j = v_j e^{||x_j||^2/2}
+        log_w = log_v + 0.5 * np.sum(X_live**2, axis=1)  # w_j = v_j e^{||x_j||^2/2}
         self.log_w_max = float(log_w.max())
         # Class l holds W 2^-(l+1) < w_j <= W 2^-l (step 2).
         level = np.floor((self.log_w_max - log_w) / math.log(2)).astype(np.int64)
-        self.centre = self._X_live.mean(axis=0)
-        self.radius = float(np.sqrt(np.max(np.sum((self._X_live - self.centre) ** 2, axis=1))))
+        self.centre = X_live.mean(axis=0)
+        self.radius = float(np.sqrt(np.max(np.sum((X_live - self.centre) ** 2, axis=1))))
         levels = np.unique(level)
-        Est = _gaussian_estimator_class(self.estimator)
         class_delta = self.delta / len(levels)
-        if diameter is not None:
-            mu_min = min(1.0, 0.5 * math.exp(-0.5 * diameter**2))
-        self.mu_min = mu_min
-        self.classes = []
         for lvl, gen in zip(levels, self._rng.spawn(len(levels))):
             members = np.flatnonzero(level == lvl)
             log_W = self.log_w_max - lvl * math.log(2)
             # Extra coordinate sqrt(2 ln(W_l / w_j)) in [0, sqrt(2 ln 2)] (step 3).
             extra = np.sqrt(np.maximum(2.0 * (log_W - log_w[members]), 0.0))
-            Xhat = np.hstack([self._X_live[members], extra[:, None]])
-            est = Est(self._to_xp(Xhat), eps=self.eps / 2, delta=class_delta, mu_min=mu_min,
-                      bandwidth=1.0, rng=gen, backend=self.backend)
-            self.classes.append((log_W, Xhat, est))
+            points = np.hstack([X_live[members], extra[:, None]])
+            est = None
+            if self.estimator != "exact" and self.log_mu_min >= -math.log(members.size) / BEST_KDE_EXPONENT:
+                est = self._factory(self._to_xp(points), eps=self.eps / 2, delta=class_delta,
+                                    mu_min=math.exp(self.log_mu_min), bandwidth=1.0, rng=gen, backend=self.backend)
+                if not callable(getattr(est, "query", None)):
+                    raise TypeError(f"estimator: the factory returned a {type(est).__name__} without a query(Y) "
+                                    "method; return a Gaussian KDE estimator such as HashingBasedKDE.")
+            self.classes.append(WeightClass(float(log_W), points, log_v[members], est))
 
     def _to_xp(self, a):
         return a if self.xp is np else self.xp.asarray(a)
@@ -187,6 +283,11 @@ class WeightedExpKDE:
     @property
     def n_classes(self) -> int:
         return len(self.classes)
+
+    def _exact_terms(self, cls, Y, sq_half):
+        """``log sum_{j in J_l} v_j e^{<x_j, y>} - ||y||^2/2`` for rows of Y: the class term, exactly, in logs."""
+        lse = lse_products_on(self._host_backend, Y, np.ascontiguousarray(cls.points[:, :-1]), cls.log_v)[0]
+        return np.asarray(lse, dtype=np.float64) - sq_half
 
     def query(self, Y):
         """Answer ``z_i ~ sum_j v_j e^{<x_j, y_i>}`` for every row of ``Y``.
@@ -200,41 +301,51 @@ class WeightedExpKDE:
         -------
         WeightedExpKDEResult
         """
-        from .exact import gaussian_kde
-
         Y = check_matrix("Y", Y)
         check_same_columns("X", np.empty((0, self.d)), "Y", Y)
-        Yh = to_numpy(Y)
+        if namespace(Y) is not self.xp:
+            raise ValueError(f"Y: got a {type(Y).__module__.split('.')[0]} array but X was a "
+                             f"{self.xp.__name__} one; pass both as NumPy or both as CuPy arrays.")
+        dtype = np.result_type(self.dtype, Y.dtype)
+        Yh = to_numpy(Y).astype(np.float64)
         m = Yh.shape[0]
-        zeros = lambda: np.zeros(m, dtype=np.int64)  # noqa: E731
-        kev, hev, used, fallbacks = zeros(), zeros(), zeros(), zeros()
+        kev, hev, used, fallbacks, exact = (np.zeros(m, dtype=np.int64) for _ in range(5))
         diam = self.radius + np.sqrt(np.sum((Yh - self.centre) ** 2, axis=1))  # >= max_j ||x_j - y_i||
         if not self.classes:
-            return WeightedExpKDEResult(self._to_xp(np.full(m, -np.inf)), kev, hev, used, fallbacks, diam)
+            return WeightedExpKDEResult(self._out(np.full(m, -np.inf), dtype), kev, hev, used, fallbacks, diam, exact)
         # Per-query truncation (step 2): drop the lightest classes while their total weight
         # sum_l W_l |J_l| stays below (eps/2) W e^{-Delta_i^2/2} <= (eps/2) * (heaviest term).
-        log_mass = np.array([log_W + math.log(Xhat.shape[0]) for log_W, Xhat, _ in self.classes])
+        log_mass = np.array([c.log_W + math.log(c.size) for c in self.classes])
         tail = np.logaddexp.accumulate(log_mass[::-1])[::-1]  # log of the mass of classes l..L-1
         budget = math.log(self.eps / 2) + self.log_w_max - 0.5 * diam**2
+        sq_half = 0.5 * np.sum(Yh**2, axis=1)
         Yhat = np.hstack([Yh, np.zeros((m, 1))])
         terms = np.full((len(self.classes), m), -np.inf)
-        for c, (log_W, Xhat, est) in enumerate(self.classes):
+        for c, cls in enumerate(self.classes):
             # Classes are ordered heaviest first, so the kept ones form a prefix: class c is
             # evaluated for query i unless the whole suffix c..L-1 is negligible for it.
             rows = np.flatnonzero(tail[c] > budget)
             if rows.size == 0:
                 continue
-            res = est.query(self._to_xp(Yhat[rows]))
-            mu = to_numpy(res.estimate).astype(float)
-            low = to_numpy(res.below_mu_min).astype(bool)
-            kev[rows] += to_numpy(res.kernel_evaluations)
-            hev[rows] += to_numpy(res.hash_evaluations)
             used[rows] += 1
-            if low.any():  # density under the floor: evaluate this class exactly for those queries
-                mu[low] = to_numpy(gaussian_kde(Xhat, Yhat[rows[low]]))
-                kev[rows[low]] += Xhat.shape[0]
-                fallbacks[rows[low]] += 1
+            if cls.estimator is None:
+                terms[c, rows] = self._exact_terms(cls, Yh[rows], sq_half[rows])
+                kev[rows] += cls.size
+                exact[rows] += 1
+                continue
+            res = cls.estimator.query(self._to_xp(Yhat[rows]))
+            mu = to_numpy(res.estimate).astype(np.float64)
+            low = to_numpy(res.below_mu_min).astype(bool)
+            kev[rows] += to_numpy(res.kernel_evaluations).astype(np.int64)
+            hev[rows] += to_numpy(res.hash_evaluations).astype(np.int64)
             with np.errstate(divide="ignore"):
-                terms[c, rows] = log_W + math.log(Xhat.shape[0]) + np.log(mu)
-        log_z = 0.5 * np.sum(Yh**2, axis=1) + np.logaddexp.reduce(terms, axis=0)
-        return WeightedExpKDEResult(self._to_xp(log_z), kev, hev, used, fallbacks, diam)
+                terms[c, rows] = cls.log_W + math.log(cls.size) + np.log(mu)
+            if low.any():  # density under the floor: sum this class exactly for those queries
+                terms[c, rows[low]] = self._exact_terms(cls, Yh[rows[low]], sq_half[rows[low]])
+                kev[rows[low]] += cls.size
+                fallbacks[rows[low]] += 1
+        log_z = sq_half + np.logaddexp.reduce(terms, axis=0)
+        return WeightedExpKDEResult(self._out(log_z, dtype), kev, hev, used, fallbacks, diam, exact)
+
+    def _out(self, log_z, dtype):
+        return self._to_xp(log_z.astype(dtype))

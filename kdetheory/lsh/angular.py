@@ -204,5 +204,36 @@ class AngularLSH:
         """Position of each point's bucket in the bucket order (see :func:`gray_code_rank`)."""
         return gray_code_rank(self.bucket_ids(X), self.n_hashes, order=order)
 
+    def sort_keys(self, X, *, order="gray"):
+        """Sort keys ``rank * n + position`` of the points, unique within each sequence.
+
+        Parameters
+        ----------
+        X : (..., n, d) array
+        order : {"gray", "authors"}, default "gray"
+
+        Returns
+        -------
+        (..., n) int64 array (array type of X)
+            Sorting a sequence by its keys orders it by bucket position (:meth:`ranks`), ties
+            in input order, identically on every backend.
+
+        Notes
+        -----
+        Hashing is one matrix product ``X W`` and sign bits. On the GPU the bits, the bucket id,
+        the Gray rank and the key come from one fused elementwise kernel over the projections
+        (``kdetheory._cupy._lsh``); on the host from :meth:`ranks`.
+        """
+        check_choice("order", order, ORDERS)
+        n = X.shape[-2]
+        proj, xp = self._projections(X)
+        if xp is np:
+            rank = gray_code_rank(((proj > 0).astype(np.int64) * (1 << np.arange(self.n_hashes, dtype=np.int64))).sum(axis=-1),
+                                  self.n_hashes, order=order)
+            return rank * n + np.arange(n, dtype=np.int64)
+        from .._cupy._lsh import sort_keys
+
+        return sort_keys(proj, n, order == "gray")
+
     def __repr__(self):
         return f"AngularLSH(dim={self.dim}, n_hashes={self.n_hashes})"

@@ -2,7 +2,7 @@
 
 One hash is ``h(x) = floor(<g, x>/w + b)`` with ``g ~ N(0, I_d)`` and ``b ~ U[0, 1)``; ``k`` of
 them are concatenated into the key of a table. Hashing a whole data set is one matrix product
-``floor(X @ (G/w).T + b)`` per table (SPEC section 2.3), the natural GPU path.
+``floor(X @ (G/w).T + b)`` per table (docs/math.md section 2.3), the natural GPU path.
 
 Buckets are keyed by the exact integer tuple: a 64-bit mix of the key only orders the buckets
 and every lookup checks the full key, so no two distinct keys ever share a bucket (a silent
@@ -48,7 +48,7 @@ def e2lsh_collision_probability(distance, width, n_concat=1):
     ``<g, x - q>/w`` is ``N(0, c^2)``; integrating the triangle ``max(0, 1 - |t|)`` (the chance
     that a uniform offset does not separate two points whose projections differ by ``t``)
     against that density gives ``p1``. The rehashing reference code uses ``erf(1/c)`` instead,
-    which is wrong (0.529 instead of 0.369 at ``c = 1``; SPEC section 2.2).
+    which is wrong (0.529 instead of 0.369 at ``c = 1``; docs/math.md section 2.2).
 
     References
     ----------
@@ -100,8 +100,8 @@ class EuclideanLSH:
         Bucket width ``w``.
     n_tables : int, default 1
         Independent keys (tables) ``L``.
-    rng : None, int, SeedSequence or Generator
-        Source of ``g`` and ``b`` (drawn once, on the host).
+    rng : None, int, SeedSequence or Generator, optional
+        Source of ``g`` and ``b`` (drawn once, on the host); None draws fresh entropy.
 
     Attributes
     ----------
@@ -120,7 +120,7 @@ class EuclideanLSH:
     Datar et al., SoCG 2004; Charikar and Siminelakis, FOCS 2017 (use in hashing-based KDE).
     """
 
-    def __init__(self, dim, n_concat, width, n_tables=1, *, rng):
+    def __init__(self, dim, n_concat, width, n_tables=1, *, rng=None):
         self.dim = check_int("dim", dim, minimum=1)
         self.n_concat = check_int("n_concat", n_concat, minimum=1)
         self.width = check_positive("width", width)
@@ -185,51 +185,27 @@ class BucketTables:
 
     Parameters
     ----------
-    codes : (T, s, k) int64 ndarray
-        Keys of the stored points in each table.
-    members : (T, s) int64 ndarray
-        Data index of each stored point.
+    chunks : iterable of ``(codes, members)``
+        Consecutive groups of tables: ``codes`` a (T_c, s, k) integer array of the stored points'
+        keys, ``members`` the (T_c, s) int64 data index of each stored point. Passing the tables
+        in groups keeps the build's temporaries to one group (the sort, the key comparisons).
     weights : (n,) float64 ndarray
         Weights of the data (ones for unweighted data).
     """
 
-    def __init__(self, codes, members, weights):
-        codes = to_numpy(codes)
-        T, s, k = codes.shape
-        self.n_tables, self.size, self.n_concat = T, s, k
-        mixes = key_mix(codes)
-        order = np.argsort(mixes, axis=1, kind="stable")
-        rows = np.arange(T)[:, None]
-        mixes, codes, members = mixes[rows, order], codes[rows, order], members[rows, order]
-        same_mix = mixes[:, 1:] == mixes[:, :-1]
-        same_key = (codes[:, 1:] == codes[:, :-1]).all(axis=2)
-        if bool((same_mix & ~same_key).any()):
-            # Two distinct keys share a 64-bit mix: sort those tables fully so buckets stay contiguous.
-            for t in np.flatnonzero((same_mix & ~same_key).any(axis=1)):
-                o = np.lexsort(tuple(codes[t, :, j] for j in range(k - 1, -1, -1)) + (mixes[t],))
-                mixes[t], codes[t], members[t] = mixes[t, o], codes[t, o], members[t, o]
-            same_mix = mixes[:, 1:] == mixes[:, :-1]
-            same_key = (codes[:, 1:] == codes[:, :-1]).all(axis=2)
-        new_bucket = np.ones((T, s), dtype=bool)
-        new_bucket[:, 1:] = ~(same_mix & same_key)
-        flat_new = new_bucket.ravel()
-        first = np.flatnonzero(flat_new)
-        self.first = first
-        self.last = np.append(first[1:], T * s)
-        self.bucket_ptr = np.concatenate(([0], np.cumsum(new_bucket.sum(axis=1))))
-        self.bucket_mix = mixes.ravel()[first]
-        self.bucket_key = codes.reshape(T * s, k)[first]
-        self.members = members.ravel().astype(np.int64)
-        w = weights[self.members]
-        self.bucket_weight = np.add.reduceat(w, first) if first.size else np.zeros(0)
-        bucket_of = np.cumsum(flat_new) - 1
-        cum_within = np.cumsum(w) - np.repeat(np.cumsum(w)[first] - w[first], self.last - first)
-        frac = np.ones_like(w)
-        nonzero = self.bucket_weight[bucket_of] > 0
-        frac[nonzero] = cum_within[nonzero] / self.bucket_weight[bucket_of][nonzero]
-        frac[self.last - 1] = 1.0  # the last member of a bucket closes it exactly
-        rank = bucket_of - self.bucket_ptr[np.arange(T * s) // max(s, 1)]
-        self.cdf_key = rank + frac
+    def __init__(self, chunks, weights):
+        parts = []
+        n_tables = n_buckets = 0
+        for codes, members in chunks:
+            part = _csr_tables(to_numpy(codes), np.asarray(members), weights, n_tables, n_buckets)
+            n_tables += part["n_tables"]
+            n_buckets += part["bucket_mix"].size
+            parts.append(part)
+        self.n_tables, self.size, self.n_concat = n_tables, parts[0]["size"], parts[0]["n_concat"]
+        for key in ("first", "last", "bucket_mix", "bucket_key", "members", "bucket_weight", "cdf_key"):
+            # one array at a time, each part's copy released as soon as it is joined
+            setattr(self, key, np.concatenate([p.pop(key) for p in parts]))
+        self.bucket_ptr = np.concatenate([[0]] + [p["bucket_end"] for p in parts])
 
     @property
     def nbytes(self):
@@ -237,13 +213,16 @@ class BucketTables:
         return sum(a.nbytes for a in (self.first, self.last, self.bucket_ptr, self.bucket_mix,
                                       self.bucket_key, self.members, self.bucket_weight, self.cdf_key))
 
-    def lookup(self, query_codes, backend="numpy"):
+    def lookup(self, query_codes, backend="numpy", table0=0):
         """Bucket of each query in each table.
 
         Parameters
         ----------
         query_codes : (T, m, k) int64 array
+            Keys of the queries in tables ``table0 .. table0 + T - 1``.
         backend : {"numpy", "numba"}
+        table0 : int, default 0
+            First table looked up.
 
         Returns
         -------
@@ -252,14 +231,15 @@ class BucketTables:
         """
         q = np.ascontiguousarray(to_numpy(query_codes))
         mixes = key_mix(q)
+        T, m, _ = q.shape
+        ptr = self.bucket_ptr[table0:table0 + T + 1]
         if backend == "numba":
             from .._numba.lsh import lookup_buckets
 
-            return lookup_buckets(mixes, q, self.bucket_ptr, self.bucket_mix, self.bucket_key)
-        T, m, _ = q.shape
+            return lookup_buckets(mixes, q, ptr, self.bucket_mix, self.bucket_key)
         out = np.full((T, m), -1, dtype=np.int64)
         for t in range(T):
-            lo0, hi0 = self.bucket_ptr[t], self.bucket_ptr[t + 1]
+            lo0, hi0 = ptr[t], ptr[t + 1]
             bm = self.bucket_mix[lo0:hi0]
             lo = np.searchsorted(bm, mixes[t], side="left")
             hi = np.searchsorted(bm, mixes[t], side="right")
@@ -289,19 +269,64 @@ class BucketTables:
         pos = np.repeat(self.first[buckets] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
         return pos, np.repeat(np.arange(len(buckets)), lens)
 
-    def draw(self, bucket, u):
+    def draw(self, bucket, u, table0=0):
         """Member drawn in proportion to weight from each bucket (``-1`` for empty lookups).
 
-        ``u`` has the shape of ``bucket`` with entries in [0, 1); the same ``u`` gives the same
-        member on every backend (one ``searchsorted`` in the monotone ``cdf_key``).
+        ``bucket`` holds the lookups of tables ``table0 ..``; ``u`` has its shape with entries in
+        [0, 1); the same ``u`` gives the same member on every backend (one ``searchsorted`` in the
+        monotone ``cdf_key``).
         """
         T, m = bucket.shape
         pos = np.full((T, m), -1, dtype=np.int64)
         for t in range(T):
             hit = bucket[t] >= 0
             b = bucket[t, hit]
-            rank = b - self.bucket_ptr[t]
-            base = t * self.size
+            rank = b - self.bucket_ptr[table0 + t]
+            base = (table0 + t) * self.size
             p = base + np.searchsorted(self.cdf_key[base:base + self.size], rank + u[t, hit], side="right")
             pos[t, hit] = np.clip(p, self.first[b], self.last[b] - 1)
         return pos
+
+
+def _csr_tables(codes, members, weights, table0, bucket0):
+    """CSR arrays of the tables ``table0 .. table0 + T - 1`` (global positions and bucket indices)."""
+    T, s, k = codes.shape
+    mixes = key_mix(codes)
+    order = np.argsort(mixes, axis=1, kind="stable")
+    rows = np.arange(T)[:, None]
+    mixes, codes, members = mixes[rows, order], codes[rows, order], members[rows, order]
+    same_mix = mixes[:, 1:] == mixes[:, :-1]
+    same_key = (codes[:, 1:] == codes[:, :-1]).all(axis=2)
+    if bool((same_mix & ~same_key).any()):
+        # Two distinct keys share a 64-bit mix: sort those tables fully so buckets stay contiguous.
+        for t in np.flatnonzero((same_mix & ~same_key).any(axis=1)):
+            o = np.lexsort(tuple(codes[t, :, j] for j in range(k - 1, -1, -1)) + (mixes[t],))
+            mixes[t], codes[t], members[t] = mixes[t, o], codes[t, o], members[t, o]
+        same_mix = mixes[:, 1:] == mixes[:, :-1]
+        same_key = (codes[:, 1:] == codes[:, :-1]).all(axis=2)
+    new_bucket = np.ones((T, s), dtype=bool)
+    new_bucket[:, 1:] = ~(same_mix & same_key)
+    del same_mix, same_key
+    flat_new = new_bucket.ravel()
+    first = np.flatnonzero(flat_new)
+    last = np.append(first[1:], T * s)
+    bucket_ptr = np.cumsum(new_bucket.sum(axis=1))  # local end of each table's buckets
+    members = members.ravel().astype(np.int64)
+    w = weights[members]
+    bucket_weight = np.add.reduceat(w, first) if first.size else np.zeros(0)
+    bucket_of = np.cumsum(flat_new) - 1
+    # Running sums restart with every table (buckets never span two): the same values whatever
+    # the grouping of tables, and no cancellation against the weight of all earlier tables.
+    running = np.cumsum(w.reshape(T, s), axis=1).ravel()
+    cum_within = running - np.repeat(running[first] - w[first], last - first)
+    frac = np.ones_like(w)
+    nonzero = bucket_weight[bucket_of] > 0
+    frac[nonzero] = cum_within[nonzero] / bucket_weight[bucket_of][nonzero]
+    frac[last - 1] = 1.0  # the last member of a bucket closes it exactly
+    starts = np.concatenate(([0], bucket_ptr[:-1]))
+    rank = bucket_of - starts[np.arange(T * s) // max(s, 1)]
+    offset = table0 * s
+    return {"n_tables": T, "size": s, "n_concat": k, "first": first + offset, "last": last + offset,
+            "bucket_end": bucket_ptr + bucket0, "bucket_mix": mixes.ravel()[first],
+            "bucket_key": codes.reshape(T * s, k)[first], "members": members, "bucket_weight": bucket_weight,
+            "cdf_key": rank + frac}

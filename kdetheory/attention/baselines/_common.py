@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from .._cost import AttentionCost
 from ..exact import check_qkv
 
 
@@ -20,14 +21,15 @@ class ApproxResult:
     log_row_sums : (..., n_q) array or None
         ``log`` of the method's estimate of ``D_ii`` where it has one (None for Nystrom,
         whose normalisation is built into its three softmax factors).
-    cost : dict
-        ``feature_dimension`` (the budget convention of SPEC 7.1), ``flops`` and the
-        method's own counts (features, samples, exact entries, rounds).
+    cost : AttentionCost
+        Stage-by-stage kernel entries, hash evaluations and FLOPs against exact attention
+        (``cost.work_fraction``), ``feature_dimension`` (the budget convention of docs/math.md §7)
+        and the method's own counts in ``cost.details``.
     """
 
     output: object
     log_row_sums: object = None
-    cost: dict = field(default_factory=dict)
+    cost: AttentionCost | None = None
 
 
 def prepare(Q, K, V, scale):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..._rng import as_generator
 from ..._validation import check_int
+from .._cost import AttentionCost, StageCost
 from ._common import ApproxResult, prepare, shifted_positive_features, with_ones
 
 
@@ -36,7 +37,9 @@ def performer(Q, K, V, *, n_features, orthogonal=False, scale=1.0, rng=None):
     ``exp(||q||^2 + ||k||^2)`` (an entrywise, not a spectral, guarantee). No stabilising epsilon
     is added. For stability the log-features of each query are shifted by their own maximum
     and those of the keys by one global maximum per sequence; both shifts cancel in the
-    ratio (and are added back in ``log_row_sums``). Cost O((n_q + n_k) m (d + d_v)).
+    ratio (and are added back in ``log_row_sums``). Cost O((n_q + n_k) m (d + d_v)); no entry of
+    A is computed (``cost.work_fraction`` is 0). Runs natively on the GPU for CuPy inputs (the
+    m x d directions are drawn on the host).
 
     References
     ----------
@@ -52,11 +55,13 @@ def performer(Q, K, V, *, n_features, orthogonal=False, scale=1.0, rng=None):
     dv = Vb.shape[-1]
     out = num[..., :dv] / num[..., dv:]
     log_d = xp.log(num[..., dv]) + cq + ck[:, None]
-    n_q, n_k, d = Qb.shape[-2], Kb.shape[-2], Qb.shape[-1]
-    B = Qb.shape[0]
-    cost = {
-        "feature_dimension": m,
-        "features": m,
-        "flops": {"features": 2 * B * (n_q + n_k) * m * d, "products": 2 * B * (n_q + n_k) * m * (dv + 1)},
-    }
+    B, n_q, d = Qb.shape
+    n_k = Kb.shape[-2]
+    # No entry of A is computed: the features replace every kernel evaluation.
+    cost = AttentionCost(
+        batch=B, n_queries=n_q, n_keys=n_k, d=d, d_v=dv, feature_dimension=m,
+        stages=(StageCost("features", flops=2 * B * (n_q + n_k) * m * d),
+                StageCost("products", flops=2 * B * (n_q + n_k) * m * (dv + 1))),
+        details={"features": m, "orthogonal": bool(orthogonal)},
+    )
     return ApproxResult(output=out.reshape(lead + out.shape[-2:]), log_row_sums=log_d.reshape(lead + (n_q,)), cost=cost)

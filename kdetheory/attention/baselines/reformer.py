@@ -5,9 +5,11 @@ import math
 
 import numpy as np
 
+from ..._config import block_shape
 from ..._rng import as_generator
 from ..._validation import check_int
-from .._blocks import BlockPartition, _rows_per_chunk
+from .._blocks import BlockPartition
+from .._cost import AttentionCost, StageCost
 from ._common import ApproxResult, prepare, with_ones
 
 _SELF_LOGIT = -1e5  # Reformer's "mask self unless there is no other target": a very small logit
@@ -80,6 +82,11 @@ def reformer(Q, K, V, *, bucket_size, n_rounds=8, n_buckets=None, shared_qk=Fals
     used ``shared_qk`` with normalised keys and the self mask, which changes the target
     being approximated (and penalises Reformer); here that is opt-in.
 
+    Cost O(R n b (d + d_v + R)) with the multiplicity count done as R byte-wide comparisons per
+    logit; ``cost`` counts every logit of the padded blocks (``details["attended_entries"]``:
+    those that are not padding) and one hash per point and round. Runs natively on the GPU for
+    CuPy inputs (the rotations are drawn on the host).
+
     References
     ----------
     Kitaev, Kaiser, Levskaya, "Reformer: the efficient transformer", ICLR 2020, Section 2;
@@ -93,8 +100,8 @@ def reformer(Q, K, V, *, bucket_size, n_rounds=8, n_buckets=None, shared_qk=Fals
     if shared_qk:
         if n_q != n_k:
             raise ValueError(f"shared_qk: got True with n_q={n_q} != n_k={n_k}; shared-QK attention needs K = Q.")
-        raw = Q.reshape(Qb.shape)
-        Kb = raw / xp.sqrt((raw * raw).sum(axis=-1, keepdims=True) + np.finfo(raw.dtype).tiny)
+        # q / ||q|| does not depend on the (positive) scale Qb carries.
+        Kb = Qb / xp.sqrt((Qb * Qb).sum(axis=-1, keepdims=True) + np.finfo(Qb.dtype).tiny)
     nh = 2 * math.ceil(n_k / (2 * b)) if n_buckets is None else check_int("n_buckets", n_buckets, minimum=2)
     if nh % 2:
         raise ValueError(f"n_buckets: got {nh}; pass an even number (buckets come from argmax over [xR, -xR]).")
@@ -113,11 +120,18 @@ def reformer(Q, K, V, *, bucket_size, n_rounds=8, n_buckets=None, shared_qk=Fals
         perms.append((pq, pk))
         q_chunk.append(_scatter(xp.broadcast_to(q_chunk_sorted, (B, n_q)).copy(), pq, xp))
         k_chunk.append(_scatter(xp.broadcast_to(k_chunk_sorted, (B, n_k)).copy(), pk, xp))
+    # Chunk of every query and key in every round, (R, B, n), in the narrowest integer type: the
+    # multiplicity count below is R byte-wide comparisons per logit, the bulk of the work.
+    small = np.int8 if nb <= 127 else np.int16 if nb <= 32767 else np.int64
+    q_chunk = xp.stack(q_chunk).astype(small)
+    q_prev = ((q_chunk.astype(np.int64) - 1) % nb).astype(small)  # look-back chunk (itself if nb = 1)
+    k_chunk = xp.stack(k_chunk).astype(small)
+    log_count = xp.log(xp.arange(1, R + 1, dtype=Qb.dtype))  # log c for c = 1..R
 
     lse = xp.empty((R, B, n_q), dtype=Qb.dtype)
     outs = xp.empty((R, B, n_q, dv), dtype=Qb.dtype)
     key_pad = xp.where(w_ok, 0, -xp.inf).astype(Qb.dtype)
-    step = _rows_per_chunk(B * nb, q_max * width, Qb.dtype.itemsize, temporaries=3 + R)
+    step, _ = block_shape(B * nb, q_max * width, Qb.dtype.itemsize, temporaries=3 + R)
     for r, (pq, pk) in enumerate(perms):
         lse_s = xp.empty((B, n_q), dtype=Qb.dtype)
         acc_s = xp.empty((B, n_q, dv + 1), dtype=Qb.dtype)
@@ -129,13 +143,12 @@ def reformer(Q, K, V, *, bucket_size, n_rounds=8, n_buckets=None, shared_qk=Fals
             if shared_qk:
                 logits = xp.where(oq[:, :, None] == ok[:, None, :], Qb.dtype.type(_SELF_LOGIT), logits)
             # Multiplicity of (query, key) over all rounds: key in the query's window in round r'.
-            count = xp.zeros(logits.shape, dtype=Qb.dtype)
-            for qc, kc in zip(q_chunk, k_chunk):
-                cq = qc[bi[:, None], oq][:, :, None]
-                ck = kc[bi[:, None], ok][:, None, :]
-                count += (ck == cq) | ((nb > 1) & (ck == (cq - 1) % nb))
+            ck, cq, cp = k_chunk[:, bi[:, None], ok], q_chunk[:, bi[:, None], oq], q_prev[:, bi[:, None], oq]
+            count = xp.zeros(logits.shape, dtype=np.uint8 if R < 256 else np.int64)
+            for r2 in range(R):
+                count += (ck[r2][:, None, :] == cq[r2][..., None]) | (ck[r2][:, None, :] == cp[r2][..., None])
             # Padding keys (clipped indices) may count 0: floor at 1, key_pad removes them anyway.
-            logits = logits - xp.log(xp.maximum(count, 1)) + key_pad[ti][:, None, :]
+            logits = logits - log_count[xp.maximum(count, 1) - 1] + key_pad[ti][:, None, :]
             mx = logits.max(axis=-1)
             acc = xp.exp(logits - mx[..., None]) @ V1[bi[:, None], ok]
             keep = q_ok[ti]
@@ -149,13 +162,12 @@ def reformer(Q, K, V, *, bucket_size, n_rounds=8, n_buckets=None, shared_qk=Fals
     w = xp.exp(lse - top)
     log_d = top + xp.log(w.sum(axis=0))
     out = (w[..., None] * outs).sum(axis=0) / w.sum(axis=0)[..., None]
-    entries = B * R * int(np.sum(np.diff(part.q_start) * _window(part)[3].sum(axis=1)))
-    cost = {
-        "feature_dimension": int(width),
-        "bucket_size": b,
-        "n_rounds": R,
-        "n_buckets": nh,
-        "exact_entries": entries,
-        "flops": {"hashing": 2 * B * R * (n_q + n_k) * d * (nh // 2), "attention": 2 * entries * (d + dv + 1)},
-    }
+    attended = B * R * int(np.sum(np.diff(part.q_start) * _window(part)[3].sum(axis=1)))
+    computed = B * R * nb * q_max * width  # logits of the padded blocks, all computed
+    cost = AttentionCost(
+        batch=B, n_queries=n_q, n_keys=n_k, d=d, d_v=dv, feature_dimension=int(width),
+        stages=(StageCost("hashing", hash_evaluations=B * R * (n_q + n_k), flops=2 * B * R * (n_q + n_k) * d * (nh // 2)),
+                StageCost("chunked_attention", kernel_evaluations=computed, flops=2 * computed * (d + dv + 1))),
+        details={"bucket_size": b, "n_rounds": R, "n_buckets": nh, "attended_entries": attended},
+    )
     return ApproxResult(output=out.reshape(lead + (n_q, dv)), log_row_sums=log_d.reshape(lead + (n_q,)), cost=cost)

@@ -5,12 +5,13 @@ import math
 
 import numpy as np
 
-from ..._array import to_namespace
+from ..._array import resolve_backend, to_namespace
 from ..._rng import as_generator
+from ..._stream import lse_products_on
 from ..._validation import check_int
-from .._blocks import BlockPartition, masked_sampled_products
+from .._cost import AttentionCost, StageCost
 from ..practical import kdeformer_practical
-from ._common import ApproxResult, prepare, with_ones
+from ._common import ApproxResult, prepare
 
 
 def uniform_sampling(Q, K, V, *, n_samples, scale=1.0, rng=None):
@@ -37,7 +38,8 @@ def uniform_sampling(Q, K, V, *, n_samples, scale=1.0, rng=None):
     Every key is kept with probability s/n_k, so ``(n_k/s) sum_{j in S} exp(logit_ij) [v_j, 1]``
     is unbiased for ``A [V, 1]``; the output is the ratio (consistent, slightly biased), and
     the weights cancel in it. Without replacement, ``s = n_k`` is exact.
-    Cost O(n_q s (d + d_v)).
+    Cost O(n_q s (d + d_v)): ``n_q s`` kernel entries per sequence. Runs natively on the GPU for
+    CuPy inputs (the key subsets are drawn on the host and copied over, B s indices).
 
     References
     ----------
@@ -52,12 +54,12 @@ def uniform_sampling(Q, K, V, *, n_samples, scale=1.0, rng=None):
     idx_x = to_namespace(idx, xp)
     take = lambda X: xp.take_along_axis(X, idx_x[..., None], axis=-2)  # noqa: E731
     log_w = xp.full((B, s), math.log(n_k / s), dtype=Qb.dtype)
-    never = xp.full((B, s), -1, dtype=np.int64)  # no block masking: every sample counts
-    part = BlockPartition.build(n_q, n_k, n_k)
-    mx, acc = masked_sampled_products(Qb, take(Kb), take(with_ones(Vb, xp)), log_w, never, part, xp)
-    out = acc[..., :dv] / acc[..., dv:]
-    log_d = mx + xp.log(acc[..., dv])
-    cost = {"feature_dimension": s, "samples": B * s, "flops": {"products": 2 * B * n_q * s * (d + dv + 1)}}
+    # The softmax over the sampled keys; their common weight n_k/s cancels in it and enters log D~ only.
+    log_d, out = lse_products_on(resolve_backend("auto", xp), Qb, take(Kb), log_w, take(Vb))
+    cost = AttentionCost(
+        batch=B, n_queries=n_q, n_keys=n_k, d=d, d_v=dv, samples=B * s, feature_dimension=s,
+        stages=(StageCost("sampled", kernel_evaluations=B * n_q * s, flops=2 * B * n_q * s * (d + dv + 1)),),
+    )
     return ApproxResult(output=out.reshape(lead + (n_q, dv)), log_row_sums=log_d.reshape(lead + (n_q,)), cost=cost)
 
 

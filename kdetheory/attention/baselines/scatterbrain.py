@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..._config import block_shape
 from ..._rng import as_generator
 from ..._validation import check_int
-from .._blocks import _rows_per_chunk
+from .._cost import AttentionCost, StageCost
 from ._common import ApproxResult, prepare, shifted_positive_features, with_ones
 
 
@@ -45,7 +46,10 @@ def scatterbrain(Q, K, V, *, n_features, local_size, orthogonal=False, scale=1.0
     output is ``A~ [V, 1]`` normalised by its last column. Entrywise unbiased, with lower
     variance than Performer alone. Both parts are expressed relative to one per-query shift
     ``max(c_i + c_k, max_{j in S_i} logit_ij)`` (c: the Performer log-feature maxima), so the
-    exact and low-rank terms never overflow. Cost O((n_q + n_k) m (d + d_v) + n_q w (d + m)).
+    exact and low-rank terms never overflow. Cost O((n_q + n_k) m (d + d_v) + n_q w (d + m)):
+    the band's logits are computed per chunk of at most w queries over the chunk's key range
+    (at most about 2 w keys), and ``cost`` counts every logit computed that way. Runs natively
+    on the GPU for CuPy inputs (the directions are drawn on the host).
 
     References
     ----------
@@ -65,7 +69,8 @@ def scatterbrain(Q, K, V, *, n_features, local_size, orthogonal=False, scale=1.0
     total = xp.empty_like(low)
     starts = _band_starts(n_q, n_k, w)
     # At most w query rows per chunk, so a chunk's key range (<= rows n_k/n_q + w) stays O(w).
-    rows = max(1, min(w, _rows_per_chunk(n_q, B * (2 * w + 1), Qb.dtype.itemsize, temporaries=4))) if w else n_q
+    rows = max(1, min(w, block_shape(n_q, B * (2 * w + 1), Qb.dtype.itemsize, temporaries=4)[0])) if w else n_q
+    entries = 0  # logits computed: each chunk's rectangle of rows x its key range
     for r0 in range(0, n_q, rows):
         r1 = min(n_q, r0 + rows)
         if w == 0:
@@ -74,24 +79,22 @@ def scatterbrain(Q, K, V, *, n_features, local_size, orthogonal=False, scale=1.0
         k0, k1 = int(starts[r0]), int(starts[r1 - 1]) + w
         rel = np.arange(k0, k1)[None, :] - starts[r0:r1, None]
         in_band = xp.asarray((rel >= 0) & (rel < w))
-        logits = Qb[:, r0:r1] @ xp.swapaxes(Kb[:, k0:k1], -1, -2)
-        band_max = xp.where(in_band, logits, -xp.inf).max(axis=-1)
-        shift = xp.maximum(base[:, r0:r1], band_max)
+        # Mask in the log domain: logits outside the band become -inf before any exp, so an
+        # out-of-band logit above the shift can neither overflow nor leak into the sum.
+        logits = xp.where(in_band, Qb[:, r0:r1] @ xp.swapaxes(Kb[:, k0:k1], -1, -2), -xp.inf)
+        entries += B * (r1 - r0) * (k1 - k0)
+        shift = xp.maximum(base[:, r0:r1], logits.max(axis=-1))
         exact = xp.exp(logits - shift[..., None])
         approx = (phi_q[:, r0:r1] @ xp.swapaxes(phi_k[:, k0:k1], -1, -2)) * xp.exp(base[:, r0:r1] - shift)[..., None]
-        correction = xp.where(in_band, exact - approx, 0) @ V1[:, k0:k1]
+        correction = (exact - xp.where(in_band, approx, 0)) @ V1[:, k0:k1]
         total[:, r0:r1] = low[:, r0:r1] * xp.exp(base[:, r0:r1] - shift)[..., None] + correction
         base[:, r0:r1] = shift
     out = total[..., :dv] / total[..., dv:]
     log_d = base + xp.log(total[..., dv])
-    cost = {
-        "feature_dimension": w + m,
-        "features": m,
-        "local_size": w,
-        "exact_entries": B * n_q * w,
-        "flops": {
-            "features": 2 * B * (n_q + n_k) * m * (d + dv + 1),
-            "sparse": 2 * B * n_q * w * (d + m + dv + 1),
-        },
-    }
+    cost = AttentionCost(
+        batch=B, n_queries=n_q, n_keys=n_k, d=d, d_v=dv, feature_dimension=w + m,
+        stages=(StageCost("features", flops=2 * B * (n_q + n_k) * m * (d + dv + 1)),
+                StageCost("sparse", kernel_evaluations=entries, flops=2 * entries * (d + m + dv + 1))),
+        details={"features": m, "local_size": w, "band_entries": B * n_q * w},
+    )
     return ApproxResult(output=out.reshape(lead + (n_q, dv)), log_row_sums=log_d.reshape(lead + (n_q,)), cost=cost)

@@ -1,0 +1,312 @@
+"""Calibrated statistics that turn measurements into verdicts.
+
+* probabilistic guarantees ("fails with probability at most delta") use :func:`binomial_failure_test` with a
+  trial count from :func:`trials_for_power`, read by :func:`verdict_from_binomial`;
+* scaling laws ("error ~ m^(-1/2)") use :func:`slope_fit`, read by :func:`verdict_from_slope`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+from scipy import stats
+
+from ._jsonable import to_jsonable
+
+__all__ = [
+    "BinomialTest",
+    "SlopeFit",
+    "binomial_failure_test",
+    "critical_failures",
+    "trials_for_power",
+    "verdict_from_binomial",
+    "slope_fit",
+    "verdict_from_slope",
+]
+
+# --------------------------------------------------------------------------------------------------
+# Binomial failure test
+
+
+@dataclasses.dataclass(frozen=True)
+class BinomialTest:
+    """Result of :func:`binomial_failure_test`.
+
+    Attributes
+    ----------
+    failures, trials : int
+        Observed failures out of trials.
+    delta : float
+        The failure probability the guarantee allows.
+    alpha : float
+        Significance level.
+    p_value : float
+        ``P[Binomial(trials, delta) >= failures]``.
+    significant : bool
+        ``p_value < alpha``: the failure rate is significantly above ``delta``.
+    """
+
+    failures: int
+    trials: int
+    delta: float
+    alpha: float
+    p_value: float
+    significant: bool
+
+    @property
+    def rate(self) -> float:
+        """Observed failure rate ``failures / trials``."""
+        return self.failures / self.trials
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict of the fields and the observed rate."""
+        return to_jsonable({**dataclasses.asdict(self), "rate": self.rate})
+
+
+def _check_probability(value, name: str, func: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{func}: {name}={value!r} must be a float in (0, 1)")
+    value = float(value)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{func}: {name}={value!r} must lie strictly between 0 and 1")
+    return value
+
+
+def _check_count(value, name: str, func: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{func}: {name}={value!r} must be an int >= {minimum}")
+    if value < minimum:
+        raise ValueError(f"{func}: {name}={value!r} must be >= {minimum}")
+    return int(value)
+
+
+def binomial_failure_test(failures: int, trials: int, delta: float, alpha: float = 1e-6) -> BinomialTest:
+    """One-sided exact binomial test of "the failure probability is at most delta".
+
+    Parameters
+    ----------
+    failures : int
+        Number of trials in which the guarantee was violated.
+    trials : int
+        Number of independent trials (>= 1).
+    delta : float
+        Failure probability allowed by the guarantee, in (0, 1).
+    alpha : float, default 1e-6
+        Significance level. It is small because the toolkit runs many checks and a false "fails" is costly.
+
+    Returns
+    -------
+    BinomialTest
+        ``significant`` is True when ``failures`` is significantly above ``delta * trials``.
+
+    Notes
+    -----
+    The p-value is ``scipy.stats.binomtest(failures, trials, delta, alternative="greater").pvalue``. Pair it
+    with :func:`trials_for_power` so that a faulty implementation would have been caught.
+    """
+    func = "binomial_failure_test"
+    trials = _check_count(trials, "trials", func, 1)
+    failures = _check_count(failures, "failures", func, 0)
+    if failures > trials:
+        raise ValueError(f"{func}: failures={failures} exceeds trials={trials}")
+    delta = _check_probability(delta, "delta", func)
+    alpha = _check_probability(alpha, "alpha", func)
+    p_value = float(stats.binomtest(failures, trials, delta, alternative="greater").pvalue)
+    return BinomialTest(failures, trials, delta, alpha, p_value, p_value < alpha)
+
+
+def critical_failures(trials, delta: float, alpha: float = 1e-6):
+    """Smallest failure count that :func:`binomial_failure_test` calls significant.
+
+    Parameters
+    ----------
+    trials : int or array of int
+        Trial counts.
+    delta, alpha : float
+        As in :func:`binomial_failure_test`.
+
+    Returns
+    -------
+    int or ndarray
+        ``c`` with ``P[Binomial(trials, delta) >= c] < alpha <= P[Binomial(trials, delta) >= c - 1]``;
+        ``trials + 1`` where no count is significant.
+    """
+    n = np.asarray(trials, dtype=np.int64)
+    # isf gives the quantile up to floating-point ties; the two corrections below make it exact against sf.
+    c = np.asarray(stats.binom.isf(alpha, n, delta), dtype=np.float64)
+    c = np.where(np.isfinite(c), c, n).astype(np.int64) + 1
+    for _ in range(3):
+        too_low = stats.binom.sf(c - 1, n, delta) >= alpha  # c itself not significant
+        c = np.where(too_low & (c <= n), c + 1, c)
+        too_high = (c > 0) & (stats.binom.sf(c - 2, n, delta) < alpha)  # c - 1 already significant
+        c = np.where(too_high, c - 1, c)
+    return c if np.ndim(trials) else int(c)
+
+
+@functools.lru_cache(maxsize=256)  # verdict_from_binomial asks for the same few deltas over and over
+def trials_for_power(delta: float, alpha: float = 1e-6, factor: float = 4, power: float = 0.99,
+                     max_trials: int = 10**8) -> int:
+    """Smallest number of trials whose binomial test catches a ``factor * delta`` failure rate.
+
+    Parameters
+    ----------
+    delta : float
+        Failure probability the guarantee allows, in (0, 1).
+    alpha : float, default 1e-6
+        Significance level of :func:`binomial_failure_test`.
+    factor : float, default 4
+        A faulty implementation fails with probability ``factor * delta`` (must be < 1).
+    power : float, default 0.99
+        Required probability of detecting it.
+    max_trials : int, default 10**8
+        Give up above this count.
+
+    Returns
+    -------
+    int
+        The smallest ``N`` with ``P[Binomial(N, factor*delta) >= c(N)] >= power``, ``c(N)`` being
+        :func:`critical_failures`. Computed exactly with ``scipy.stats.binom``; power is not monotone in ``N``
+        (the critical count moves in integer steps), so every ``N`` is scanned from 1 upward.
+    """
+    func = "trials_for_power"
+    delta = _check_probability(delta, "delta", func)
+    alpha = _check_probability(alpha, "alpha", func)
+    power = _check_probability(power, "power", func)
+    if not factor > 1:
+        raise ValueError(f"{func}: factor={factor!r} must be > 1 (the faulty failure rate is factor * delta)")
+    bad = factor * delta
+    if bad >= 1:
+        raise ValueError(f"{func}: factor * delta = {bad!r} must be < 1; lower factor or delta")
+    chunk = 1 << 14
+    start = 1
+    while start <= max_trials:
+        n = np.arange(start, min(start + chunk, max_trials + 1), dtype=np.int64)
+        c = critical_failures(n, delta, alpha)
+        achieved = stats.binom.sf(c - 1, n, bad)
+        hits = np.nonzero(achieved >= power)[0]
+        if hits.size:
+            return int(n[hits[0]])
+        start += chunk
+        chunk = min(chunk * 2, 1 << 20)
+    raise ValueError(
+        f"{func}: more than max_trials={max_trials} trials are needed for delta={delta}, alpha={alpha}, "
+        f"factor={factor}, power={power}; raise max_trials or test a larger delta"
+    )
+
+
+def verdict_from_binomial(test: BinomialTest, *, factor: float = 4, power: float = 0.99) -> str:
+    """Read a :class:`BinomialTest` as a verdict.
+
+    Returns ``"fails"`` when the failure rate is significantly above delta, ``"inconclusive"`` when the test had
+    too few trials to catch a ``factor * delta`` implementation with the given power, and ``"holds"`` otherwise.
+    """
+    if not isinstance(test, BinomialTest):
+        raise TypeError(f"verdict_from_binomial: test must be a BinomialTest, got {type(test).__name__}")
+    if test.significant:
+        return "fails"
+    needed = trials_for_power(test.delta, test.alpha, factor, power)
+    return "holds" if test.trials >= needed else "inconclusive"
+
+
+# --------------------------------------------------------------------------------------------------
+# Log-log slope fits
+
+
+@dataclasses.dataclass(frozen=True)
+class SlopeFit:
+    """Least-squares line through ``(log x, log y)``: ``log y = intercept + slope * log x``.
+
+    Attributes
+    ----------
+    slope, intercept : float
+        Fitted coefficients (natural logarithms).
+    stderr : float
+        Standard error of the slope.
+    ci_low, ci_high : float
+        Confidence interval of the slope (Student t with ``n - 2`` degrees of freedom).
+    r_value : float
+        Correlation coefficient of the log-log points.
+    n : int
+        Number of points.
+    """
+
+    slope: float
+    intercept: float
+    stderr: float
+    ci_low: float
+    ci_high: float
+    r_value: float
+    n: int
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict of the fields."""
+        return to_jsonable(dataclasses.asdict(self))
+
+
+def slope_fit(x, y, confidence: float = 0.95) -> SlopeFit:
+    """Fit ``y ~ C * x**slope`` by least squares in log-log space.
+
+    Parameters
+    ----------
+    x, y : array_like, shape (k,)
+        Positive finite values, at least 3 points (two degrees of freedom are spent on the line).
+    confidence : float, default 0.95
+        Level of the slope's confidence interval.
+
+    Returns
+    -------
+    SlopeFit
+        From ``scipy.stats.linregress(log x, log y)``.
+    """
+    func = "slope_fit"
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"{func}: x has {x.size} points but y has {y.size}; pass paired values")
+    if x.size < 3:
+        raise ValueError(f"{func}: got {x.size} points; need at least 3 for a slope with a confidence interval")
+    for arr, name in ((x, "x"), (y, "y")):
+        if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+            raise ValueError(f"{func}: {name} must be positive and finite for a log-log fit, got {arr!r}")
+    if np.ptp(np.log(x)) == 0:
+        raise ValueError(f"{func}: all x are equal ({x[0]!r}); a slope needs at least two distinct x")
+    confidence = _check_probability(confidence, "confidence", func)
+    fit = stats.linregress(np.log(x), np.log(y))
+    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 2) * fit.stderr)
+    return SlopeFit(float(fit.slope), float(fit.intercept), float(fit.stderr),
+                    float(fit.slope) - half, float(fit.slope) + half, float(fit.rvalue), int(x.size))
+
+
+def verdict_from_slope(slope, expected: float, tol: float) -> str:
+    """Compare a fitted slope with the exponent a claim predicts.
+
+    Parameters
+    ----------
+    slope : SlopeFit or float
+        The fit (preferred: its confidence interval is used) or a bare slope.
+    expected : float
+        Predicted exponent, e.g. ``-0.5`` for error ~ m^(-1/2).
+    tol : float
+        Accepted distance between the slope and ``expected``.
+
+    Returns
+    -------
+    str
+        ``"holds"`` when ``|slope - expected| <= tol``. Otherwise, for a :class:`SlopeFit`, ``"fails"`` when the
+        confidence interval lies entirely outside ``[expected - tol, expected + tol]`` and ``"inconclusive"``
+        when it overlaps that band (the data cannot tell); for a bare float, ``"fails"``.
+    """
+    if not (isinstance(tol, (int, float, np.integer, np.floating)) and tol >= 0):
+        raise ValueError(f"verdict_from_slope: tol={tol!r} must be a non-negative number")
+    value = slope.slope if isinstance(slope, SlopeFit) else float(slope)
+    if not math.isfinite(value):
+        return "inconclusive"
+    if abs(value - expected) <= tol:
+        return "holds"
+    if isinstance(slope, SlopeFit):
+        lo, hi = expected - tol, expected + tol
+        return "fails" if slope.ci_high < lo or slope.ci_low > hi else "inconclusive"
+    return "fails"
