@@ -250,7 +250,7 @@ def lse_products_on(backend, Y, X, log_w, V=None, *, scale=1.0):
     out : (..., m, p) array or None
         Zero rows where ``lse`` is ``-inf``.
     """
-    lead, m, n = Y.shape[:-2], Y.shape[-2], X.shape[-2]
+    lead, m = Y.shape[:-2], Y.shape[-2]
     on_host = backend == "cupy" and type(Y).__module__.split(".")[0] != "cupy"
     args = [None if a is None else a.reshape((-1,) + a.shape[len(lead):]) for a in (Y, X, log_w, V)]
     if on_host:

@@ -2,7 +2,7 @@
 
 ``X^T Y`` (X: n x q, Y: n x d) is estimated by ``X^T Pi^T Pi Y`` where Pi samples m rows
 i.i.d. from a distribution p on [n] and rescales them: row r of Pi is
-``e_{l_r}^T / sqrt(m p_{l_r})``, so ``E[Pi^T Pi] = I`` (SPEC section 1). Pi is never formed:
+``e_{l_r}^T / sqrt(m p_{l_r})``, so ``E[Pi^T Pi] = I`` (docs/math.md §1). Pi is never formed:
 a :class:`SamplingMatrix` holds the indices and the scales.
 """
 from __future__ import annotations
@@ -68,7 +68,7 @@ def sampling_probabilities(x_sq_norms, y_sq_norms=None, *, mix=0.5):
 
     References
     ----------
-    KDEformer (Zandieh et al., ICML 2023), Lemma 3.1 (reconstructed, SPEC section 3).
+    KDEformer (Zandieh et al., ICML 2023), Lemma 3.1 (reconstructed, docs/math.md §3).
     """
     a = _check_sq_norms("x_sq_norms", x_sq_norms)
     xp = namespace(a)
@@ -265,7 +265,7 @@ def required_samples(eps, delta, srank_x, srank_y, n, *, c=0.5):
     ``||E[Z Z^T]|| <= ||Y||_F^2 ||X||_2^2 / c``; the rectangular matrix Bernstein inequality
     (Tropp 2015, Theorem 6.1.1) then gives failure probability at most ``delta``. It is a
     worst-case bound: measured errors are typically ``~ sqrt((srank_x + srank_y) / m)``
-    (SPEC section 3), far below it.
+    (docs/math.md §3), far below it.
 
     References
     ----------

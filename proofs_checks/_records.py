@@ -50,7 +50,7 @@ class ClaimResult:
     claim : str
         The claim in words.
     source : str
-        Where it comes from: ``"Lemma 3.1"``, ``"SPEC §1"``, ``"Figure 2"``.
+        Where it comes from: ``"Lemma 3.1"``, ``"docs/math.md §1"``, ``"Figure 2"``.
     data : str
         What the check ran on (instance family, sizes, number of trials).
     measured : dict or float

@@ -134,7 +134,7 @@ def run_claim_1(size="quick", rng=0, backend="auto") -> ClaimResult:
     )
 
 
-# docs/math.md §6.4 / 8.13 values for the authors' order, given to 3 decimals.
+# docs/math.md §6.4 / §8.13 values for the authors' order, given to 3 decimals.
 AUTHORS_SPEC = {1: 1.0, 2: 1.0, 3: 0.857, 7: 0.756}
 MAX_R = 12
 
@@ -183,7 +183,7 @@ def run_gray_adjacency(size="quick", rng=0, backend="auto") -> ClaimResult:
     authors_ok = all(abs(authors[r] - v) <= 5e-4 for r, v in AUTHORS_SPEC.items())
     layout_ok = all(ok for ok, _ in layout.values())
     return ClaimResult(
-        name="gray_code_adjacency", source="Section 4, Figure 5 (docs/math.md §8.13, 6.4)",
+        name="gray_code_adjacency", source="Section 4, Figure 5 (docs/math.md §8.13, §6.4)",
         claim="Consecutive buckets in the Gray-code order differ in one bit (adjacent cells); the authors' sort key "
               "g(id) gives the inverse order, in which only part of the consecutive buckets are adjacent",
         data=f"r = 1..{MAX_R}; sorted layouts of {60} Gaussian points per bucket for r in {layout_r}",

@@ -42,7 +42,7 @@ METHODS = ("kdeformer", "hyperattention", "performer", "scatterbrain", "reformer
 def method_call(method, f, Q, K, V, scale, gen):
     """Run ``method`` at feature dimension ``f`` (keys or features per query) on (heads, n, 32) inputs.
 
-    Equal-budget conventions (``f`` keys or features per query; SPEC 7.1's split where it has one):
+    Equal-budget conventions (``f`` keys or features per query; docs/math.md §7.1's split where it has one):
     KDEformer and HyperAttention ``b = f/3`` exact block keys plus ``m = f - b`` samples; Performer ``f``
     features; ScatterBrain window ``f/3`` plus ``f - f/3`` features; Reformer one round of buckets ``f/2``
     (a query sees two chunks); Nystrom ``f`` landmarks; uniform sampling ``f`` keys; vAttention the [CLS] sink,

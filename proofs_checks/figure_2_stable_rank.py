@@ -109,7 +109,7 @@ def run(size="quick", rng=0, backend="auto") -> ClaimResult:
                 claim="srank(D^-1 A_res) is significantly smaller than srank(D^-1 A) once the LSH diagonal blocks "
                       "are removed", seeds=[rng],
                 expected=f"ratio srank(res)/srank(full) < 1 in >= {HOLD_FRACTION:.0%} of real heads and median "
-                         f"<= {HOLD_MEDIAN} (SPEC synthetic: 21.0/59.6 peaky, 3.74/5.39 flat)")
+                         f"<= {HOLD_MEDIAN} (docs/math.md §7.5 synthetic: 21.0/59.6 peaky, 3.74/5.39 flat)")
     if not real:
         return ClaimResult(**base, data=fig["synthetic_label"] + "; MiniLM not installed",
                            measured={"synthetic": synthetic}, verdict="skipped",

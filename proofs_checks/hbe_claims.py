@@ -1,4 +1,4 @@
-"""Hashing-based estimators (Charikar-Siminelakis 2017) with p-stable Euclidean LSH (docs/math.md §2.2, 2.3).
+"""Hashing-based estimators (Charikar-Siminelakis 2017) with p-stable Euclidean LSH (docs/math.md §2.2, §2.3).
 
 * ``e2lsh_collision_probability`` (docs/math.md §8.8): Monte Carlo collision rate of :class:`EuclideanLSH` against
   ``p1(c) = erf(1/(sqrt2 c)) - sqrt(2/pi) c (1 - e^{-1/(2c^2)})`` and ``p1^k``, two one-sided exact binomial tests per
@@ -91,7 +91,7 @@ def run_collision(size="quick", rng=0, backend="auto") -> ClaimResult:
     verdict = "fails" if worst_p < ALPHA else ("holds" if worst_shift <= RESOLUTION else "inconclusive")
     max_dev = max(abs(x["measured"] - x["expected"]) for x in cells)
     return ClaimResult(
-        name="e2lsh_collision_probability", source="docs/math.md §2.2, 8.8 (Datar et al. 2004)",
+        name="e2lsh_collision_probability", source="docs/math.md §2.2, §8.8 (Datar et al. 2004)",
         claim="Two points at distance r = c w collide under one p-stable hash with probability "
               "erf(1/(sqrt2 c)) - sqrt(2/pi) c (1 - e^{-1/(2c^2)}), and under k concatenated hashes with its "
               "k-th power",
@@ -109,7 +109,7 @@ def run_collision(size="quick", rng=0, backend="auto") -> ClaimResult:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# docs/math.md §8.7 and 8.9: unbiasedness and relative variance of single-table samples
+# docs/math.md §8.7 and §8.9: unbiasedness and relative variance of single-table samples
 
 HBE_EPS, HBE_DELTA = 0.5, 0.2  # size the tables (HashingBasedKDE: about 60 V(mu) tables at these values)
 
@@ -203,7 +203,7 @@ def run_unbiased(size="quick", rng=0, backend="auto") -> ClaimResult:
         verdict = "inconclusive"
     verdict = verdict_word(exact_regime(max(rows[f]["work_fraction"] for f in forms), verdict))
     return ClaimResult(
-        name="hbe_unbiased", source="docs/math.md §2.2, 8.7 (Charikar-Siminelakis 2017)",
+        name="hbe_unbiased", source="docs/math.md §2.2, §8.7 (Charikar-Siminelakis 2017)",
         claim="A single-table HBE sample Z = (|B|/s) k(X, q)/p(X, q) is unbiased for mu(q), with relative variance "
               "E[Z^2]/mu^2 below random sampling's E[k^2]/mu^2",
         data=f"clustered n = {n}, d = 10, bandwidth {h:.3g}; {m} queries at mu ~ {UNBIASED_DENSITY} (mean "
@@ -257,7 +257,7 @@ def run_variance(size="quick", rng=0, backend="auto") -> ClaimResult:
     work_fraction = 1 / n  # one kernel evaluation per table sample ("sample" form)
     verdict = verdict_word(exact_regime(work_fraction, verdict))
     return ClaimResult(
-        name="hbe_variance_vs_density", source="docs/math.md §2.2, 2.3, 8.9",
+        name="hbe_variance_vs_density", source="docs/math.md §2.2, §2.3, §8.9",
         claim="Per-sample relative variance E[Z^2]/mu^2 grows like O(mu^-1/2) to O(mu^-3/4) for HBE levels tuned "
               "to mu (p-stable LSH, beta = t/2) and at most like 1/mu for uniform random sampling",
         data=f"clustered n = {n}, d = {X.shape[1]}, bandwidth {h:.3g}; {per} queries per density in {densities}; "

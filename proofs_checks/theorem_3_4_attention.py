@@ -3,7 +3,7 @@
 randomized path runs: the row-sum KDE samples (kernel evaluations below n_q n_k) and m < n_k keys are sampled.
 
 Each independent run of Algorithm 1 (fresh build and seed) is scored on the events the proof composes
-(docs/math.md §5, Algorithm 1):
+(docs/math.md §4 Algorithm 1, §5 Theorem 3.2):
 
 * step 1: every row of D~ within ``1 +- eps/3`` of D (allowed failure rate delta/3);
 * step 2: the sampling shares within the column-norm KDE's accuracy of the ideal Lemma 3.1 shares

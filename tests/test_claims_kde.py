@@ -1,4 +1,4 @@
-"""The KDE claim checks (Theorem 2.1; docs/math.md §8.7-8.9, §8.19) run through their own code at reduced sizes.
+"""The KDE claim checks (Theorem 2.1; docs/math.md §8.7–§8.9, §8.19) run through their own code at reduced sizes.
 
 What must hold when the implementation is right is asserted: the E2LSH collision tests are not significant (and the
 wrong rehashing formula is), HBE samples show no significant bias, the estimators' (1 +- eps) failures are not

@@ -1,4 +1,4 @@
-"""The practical-KDEformer claim checks (SPEC 8.10-8.16) run through their own code at reduced sizes.
+"""The practical-KDEformer claim checks (docs/math.md §8.10–§8.16) run through their own code at reduced sizes.
 
 Guarantees that hold whenever the implementation is right are asserted (Gray adjacency, Claim 1, residual
 unbiasedness, sparse exactness, FLOP counts); for Figures 2 and 4, whose verdicts the data may legitimately

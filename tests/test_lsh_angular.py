@@ -26,7 +26,7 @@ def test_rank_is_inverse_of_order(r, order):
 
 
 def test_authors_order_adjacency_matches_spec():
-    # SPEC 6.4: 75.6% for r = 7 and 85.7% for r = 3; identical to Gray for r <= 2.
+    # docs/math.md §6.4: 75.6% for r = 7 and 85.7% for r = 3; identical to Gray for r <= 2.
     assert order_adjacency(7, order="authors") == pytest.approx(96 / 127)
     assert round(order_adjacency(7, order="authors"), 3) == 0.756
     assert round(order_adjacency(3, order="authors"), 3) == 0.857

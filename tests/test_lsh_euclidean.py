@@ -39,7 +39,7 @@ def test_collision_probability_matches_monte_carlo(c):
 
 
 def test_rehashing_formula_differs():
-    """The erf(1/c) variant of the rehashing code is wrong by ~0.16 at c = 1 (docs/math.md section 2.2)."""
+    """The erf(1/c) variant of the rehashing code is wrong by ~0.16 at c = 1 (docs/math.md §2.2)."""
     for c in (0.5, 1.0, 2.0):
         wrong = erf(1 / c) - np.sqrt(2 / np.pi) * c * (1 - np.exp(-1 / (2 * c * c)))
         # 0.02 is 100 standard errors of the Monte Carlo test above: that test would catch it

@@ -12,6 +12,8 @@ import pytest
 from proofs_checks import mutants
 from proofs_checks.mutants import MUTANTS, ROOT, Mutant, apply_count, run_mutant
 
+pytestmark = pytest.mark.mutants
+
 
 def test_mutant_names_are_unique_and_documented():
     names = [m.name for m in MUTANTS]

@@ -182,3 +182,18 @@ def test_bad_inputs_name_the_argument():
         f(bad, K, V, bucket_size=3, n_samples=1)
     with pytest.raises(ValueError, match="lsh"):
         f(Q, K, V, bucket_size=3, n_samples=1, lsh=AngularLSH(4, 3))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("dtype,scale", [(np.float32, 30.0), (np.float64, 200.0)])
+def test_huge_logits_every_backend_and_dtype(backend, dtype, scale):
+    """Logits of a few hundred (float32) to thousands (float64) stay exact on every CPU backend: the max-shift."""
+    rng = np.random.default_rng(3)
+    Q, K, V = rng.standard_normal((3, 2, 40, 6))
+    Q = Q * scale
+    ref = softmax_attention(Q, K, V)
+    res = kdeformer_practical(Q.astype(dtype), K.astype(dtype), V.astype(dtype), bucket_size=40, n_samples=5,
+                              rng=0, backend=backend)
+    assert res.output.dtype == dtype and np.all(np.isfinite(res.output)) and np.all(np.isfinite(res.log_row_sums))
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(res.output, ref, rtol=tol, atol=tol)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kdetheory.kde.weighted_exp import WeightedExpKDE
-from kdetheory.testing import nonnegative_weights, point_clouds, seeds
+from kdetheory.testing import nonnegative_weights, point_clouds
 from proofs_checks import theorem_3_3_wexpkde
 
 import naive

@@ -27,7 +27,7 @@ class BlockPartition:
     ``floor(t b n_q / n_k)``, i.e. query blocks are proportional to key blocks. With
     ``n_k % b == 0`` and ``n_q % n_blocks == 0`` this is exactly the equal split of the
     paper and code (``n_q b / n_k`` queries per block); otherwise no block ever mixes two
-    sequences (the authors' reshape does, SPEC 6.5). With n_q = n_k query and key blocks
+    sequences (the authors' reshape does, docs/math.md §6.5). With n_q = n_k query and key blocks
     coincide.
     """
 

@@ -1,5 +1,5 @@
 """Exact softmax attention, its normaliser D, and the softmax matrix D^-1 A as a
-matrix-free operator (SPEC section 1: A = exp(scale * Q K^T), D = diag(A 1)).
+matrix-free operator (docs/math.md §1: A = exp(scale * Q K^T), D = diag(A 1)).
 """
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def softmax_matrix(Q, K, *, scale=1.0):
 
     Notes
     -----
-    Row-stochastic: ``P 1 = 1`` and ``1 <= ||P||_2 <= sqrt(n_q)`` (SPEC section 1).
+    Row-stochastic: ``P 1 = 1`` and ``sqrt(n_q / n_k) <= ||P||_2 <= sqrt(n_q)`` (so at least 1 when n_q >= n_k; docs/math.md §1).
 
     References
     ----------

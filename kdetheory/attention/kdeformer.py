@@ -1,6 +1,6 @@
 """KDEformer, the provable algorithm (Algorithm 1; Theorems 3.2 and 3.4).
 
-Reconstructed (SPEC sections 4-5): the published pseudocode was not available; this is a
+Reconstructed (docs/math.md §4–§5): the published pseudocode was not available; this is a
 derivation that meets the stated guarantee. The practical variant (Algorithm 3) lives in
 ``kdetheory.attention.practical``.
 
@@ -27,7 +27,7 @@ from .exact import check_qkv
 
 __all__ = ["kdeformer", "sampled_attention", "diameter_bound", "radius", "KDEformerResult", "column_norm_accuracy"]
 
-#: Accuracy of the column-norm KDE: constant accuracy is all Lemma 3.1 needs (SPEC Alg. 1).
+#: Accuracy of the column-norm KDE: constant accuracy is all Lemma 3.1 needs (docs/math.md §4, Algorithm 1).
 COLUMN_NORM_EPS = 0.2
 
 
@@ -50,7 +50,7 @@ def column_norm_accuracy(eps, eps0=COLUMN_NORM_EPS):
 
     References
     ----------
-    KDEformer (Zandieh et al., ICML 2023), Algorithm 1 step 2 and Lemma 3.1 (SPEC section 4, reconstructed).
+    KDEformer (Zandieh et al., ICML 2023), Algorithm 1 step 2 and Lemma 3.1 (docs/math.md §4, reconstructed).
     """
     eps = check_open_unit("eps", eps)
     eps0 = check_open_unit("eps0", eps0)

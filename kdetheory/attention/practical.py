@@ -1,5 +1,5 @@
 """The practical KDEformer (paper Section 4, Algorithm 3): angular LSH with Gray-code blocks,
-exact block-diagonal part plus an importance-sampled residual (SPEC sections 4 and 6)."""
+exact block-diagonal part plus an importance-sampled residual (docs/math.md §4 and §6)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -191,7 +191,7 @@ def kdeformer_practical(Q, K, V, *, bucket_size, n_samples, n_hashes=7, sampling
         order (the last one shorter when b does not divide n_k) and queries into as many
         blocks, query block t starting at ``floor(t b n_q / n_k)``. This equals the paper's
         equal split whenever that split exists, and never lets a block straddle two
-        sequences (unlike the authors' reshape, SPEC 6.5).
+        sequences (unlike the authors' reshape, docs/math.md §6.5).
     n_samples : int >= 0
         Number m of key columns sampled i.i.d. with replacement for the residual
         (per sequence). ``0`` keeps the sparse part only.
@@ -200,7 +200,7 @@ def kdeformer_practical(Q, K, V, *, bucket_size, n_samples, n_hashes=7, sampling
     sampling : {"values", "columns", "uniform"}, default "values"
         Residual sampling distribution p over keys.
 
-        * "values": the authors' rule exactly (SPEC 6.2),
+        * "values": the authors' rule exactly (docs/math.md §6.2),
           ``p_j ∝ ||[v_j, 1]||_2 / sigma_max([V, 1])^2 + 1/n_k``; sigma_max^2 is computed
           exactly from the (d_v+1)^2 Gram matrix, where the authors ran 20 power iterations.
         * "columns": Lemma 3.1, ``p_j = (c_j/sum c + ||[v_j,1]||^2/||[V,1]||_F^2) / 2`` via
@@ -208,10 +208,10 @@ def kdeformer_practical(Q, K, V, *, bucket_size, n_samples, n_hashes=7, sampling
           column norms of the residual softmax matrix ``D^-1 A_res`` from ``n_norm_queries``
           uniformly sampled queries (their full logit rows and exact D_i; cost
           O(n_norm_queries n_k d)). ``[V, 1]`` rather than V because the ones column is
-          estimated by the same product (SPEC 6.11); it also keeps every p_j > 0.
+          estimated by the same product (docs/math.md §6.11); it also keeps every p_j > 0.
         * "uniform": ``p_j = 1/n_k`` (HyperAttention's choice).
     order : {"gray", "authors"}, default "gray"
-        Bucket order of the sort: the true Gray code, or the authors' inverse order (SPEC 6.4).
+        Bucket order of the sort: the true Gray code, or the authors' inverse order (docs/math.md §6.4).
     scale : float, default 1.0
         Logit scale: ``A = exp(scale Q K^T)``.
     n_norm_queries : int >= 1, default 64
@@ -219,7 +219,7 @@ def kdeformer_practical(Q, K, V, *, bucket_size, n_samples, n_hashes=7, sampling
     lsh : AngularLSH, optional
         A fixed hash (dimension d). Default: a fresh one drawn from ``rng`` with ``n_hashes``
         hyperplanes. One hash is shared by queries, keys and every sequence of the batch
-        (the ViT file's convention; the root file redrew one per head, SPEC 6.8).
+        (the ViT file's convention; the root file redrew one per head, docs/math.md §6.8).
     rng : None, int, SeedSequence or Generator
         Every random number (hash directions, the column-norm query sample, one uniform per
         key sample) is drawn on the host from it, first and in that order, so every backend
@@ -254,7 +254,7 @@ def kdeformer_practical(Q, K, V, *, bucket_size, n_samples, n_hashes=7, sampling
     the diagonal blocks (O(n_q b d)); the residual is estimated by
     ``sum_s [block(i) != block(j_s)] exp(<q_i, k_{j_s}>) [v_{j_s}, 1] / (m p_{j_s})``, an
     unbiased estimate of ``A_res [V, 1]`` (O(n_q m d)). The normaliser comes from the ones
-    column (a ratio estimator: consistent, slightly biased; no KDE structure, SPEC 6.1).
+    column (a ratio estimator: consistent, slightly biased; no KDE structure, docs/math.md §6.1).
     Every exponential is shifted by a per-query maximum common to both parts, so the ratio
     is unchanged and nothing overflows. ``D~ > 0`` always: every query's own block is a
     non-empty set of keys whose exact positive terms are part of ``D~``, and every sampled
@@ -263,7 +263,7 @@ def kdeformer_practical(Q, K, V, *, bucket_size, n_samples, n_hashes=7, sampling
     References
     ----------
     KDEformer (Zandieh, Han, Daliri, Karbasi, ICML 2023), Section 4 and Figures 3, 5, 6;
-    the body of Algorithm 3 follows the authors' public code (SPEC 4, 6), with the
+    the body of Algorithm 3 follows the authors' public code (docs/math.md §4, §6), with the
     departures listed above.
     """
     Q, K, V, xp, scale = check_qkv(Q, K, V, scale=scale)

@@ -30,7 +30,7 @@ __all__ = [
 #: Shape of the GloVe 6B-50d table: 400,000 words by 50 dimensions.
 GLOVE_SHAPE = (400_000, 50)
 
-# The authors' GloVe demo (SPEC §7.1): 8 instances, each a block of 16384 consecutive
+# The authors' GloVe demo (docs/math.md §7.1): 8 instances, each a block of 16384 consecutive
 # words; values start at row 2 * 8 * 16384; queries are divided by 10**0.25.
 _N_INSTANCES = 8
 _BLOCK = 16_384
@@ -171,7 +171,7 @@ def glove_attention_instance(n=8192, *, instance=0, rng=None):
 
     Notes
     -----
-    The authors' demo (SPEC §7.1) reads 3 * 8 * 16384 vectors of GloVe twitter-27B-100d:
+    The authors' demo (docs/math.md §7.1) reads 3 * 8 * 16384 vectors of GloVe twitter-27B-100d:
     queries are the first 8 * 16384 rows, split into 8 instances of 16384 consecutive words
     and truncated to n = 8192; K = Q; Q is divided by 10**0.25 (logits
     ``<x_i, x_j> / sqrt(10)``); V comes from row 2 * 8 * 16384 = 262144 onward, in the

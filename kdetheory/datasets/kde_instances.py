@@ -1,7 +1,7 @@
 """KDE instances with controlled query densities (for the estimators of Theorem 2.1).
 
 * :func:`clustered_points`: a Gaussian mixture with well-separated clusters of geometric sizes,
-  the regime where hashing-based estimators should beat uniform sampling (SPEC section 2.3).
+  the regime where hashing-based estimators should beat uniform sampling (docs/math.md §2.3).
 * :func:`queries_at_densities`: queries ``q = x + rho u`` on random rays from data points, with
   ``rho`` set by bisection so that the Gaussian density ``mu_X(q)`` hits each target.
 * :func:`far_queries`: queries whose density is below any reasonable ``mu_min``.

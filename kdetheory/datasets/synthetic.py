@@ -1,7 +1,7 @@
 """Synthetic instances for the KDEformer claims: each generator is deterministic given ``rng``.
 
 Every generator returns float64 NumPy arrays. Attention instances are *pre-scaled*: the
-attention target is ``A = exp(Q K^T)`` with no further ``1/sqrt(d)`` (SPEC §1), so the norms
+attention target is ``A = exp(Q K^T)`` with no further ``1/sqrt(d)`` (docs/math.md §1), so the norms
 chosen here are the norms that enter the exponential.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ ATTENTION_KINDS = ("clustered", "peaky", "flat", "glove_like", "far_queries")
 _GLOVE_MEDIAN_NORM = 5.0
 _GLOVE_LOG_NORM_STD = 0.13
 _GLOVE_MEAN_COSINE = 0.5
-# The authors' GloVe demo divides Q (= K) by 10**0.25 (SPEC §7.1).
+# The authors' GloVe demo divides Q (= K) by 10**0.25 (docs/math.md §7.1).
 _GLOVE_DEMO_DIVISOR = 10.0 ** 0.25
 # |<q, k>| <= _FLAT_LOGIT_BOUND in the "flat" regime.
 _FLAT_LOGIT_BOUND = 0.1
@@ -158,7 +158,7 @@ def attention_instance(n, d, *, kind="clustered", d_v=None, n_keys=None, rng=Non
     * ``"glove_like"``: ``K = Q``; rows have a shared mean direction (cosine 0.5 with it, as
       for word vectors), an anisotropic remainder (spectrum ``~ 1/sqrt(i)``) and log-normal
       norms (median 5, log-sd 0.13, matching GloVe 6B-50d's first 8192 words), then
-      ``Q <- Q / 10**0.25`` exactly as the authors' GloVe demo (SPEC §7.1). At n = 8192 the
+      ``Q <- Q / 10**0.25`` exactly as the authors' GloVe demo (docs/math.md §7.1). At n = 8192 the
       median max row entry is about 0.017 and the mean about 0.06 (real GloVe 6B-50d under
       the same protocol: 0.020 and 0.060); at n = 1024-2048 the median is 0.06-0.08.
     * ``"far_queries"``: keys on 8 clusters with unit norm; queries from the same clusters
@@ -287,7 +287,7 @@ def bounded_diameter_instance(n, d, *, c=1.0, d_v=None, rng=None):
 
     References
     ----------
-    Zandieh et al., KDEformer, ICML 2023, Corollary 3.4 (reconstructed statement, SPEC §5).
+    Zandieh et al., KDEformer, ICML 2023, Corollary 3.4 (reconstructed statement, docs/math.md §5).
     """
     n = check_int("n", n, minimum=2)
     d = check_int("d", d, minimum=1)

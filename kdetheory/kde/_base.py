@@ -137,7 +137,7 @@ class KDEEstimator(abc.ABC):
         self.X = X
         self.backend = resolve_backend(backend, self._xp, auto=self._auto_backend)
         self._rng = as_generator(rng)
-        # Rescaled so that the kernel is exp(-r^2) (docs/math.md section 2.3 notation).
+        # Rescaled so that the kernel is exp(-r^2) (docs/math.md §2.3 notation).
         self._scale = 1.0 / (math.sqrt(2.0) * self.bandwidth)
         self._Xs = X * X.dtype.type(self._scale)
         self._init_weights(weights)
@@ -293,7 +293,7 @@ def warn_exact_levels(owner, budgets, advice):
 
 
 def adaptive_search(m, budgets, ratio, eps, estimate_level, exact, level_cost, n, budget, mu_max=1.0):
-    """Adaptive search over decreasing density guesses (CS17; docs/math.md section 2.2, reconstructed).
+    """Adaptive search over decreasing density guesses (CS17; docs/math.md §2.2, reconstructed).
 
     Level ``j`` is tuned to densities ``>= b_j`` and accepts its estimate ``Z`` when
     ``Z >= ratio * b_j``; a rejected query skips ahead to the first level whose budget b_j is

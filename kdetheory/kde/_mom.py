@@ -8,7 +8,7 @@ whose tail is at most ``delta``.
 
 Data-adaptive sizing (:func:`bernstein_stop`): sequential stopping on a time-uniform
 empirical-Bernstein confidence sequence for samples in a known range ``[0, R]``; the number of
-samples adapts to the query's own density and variance (docs/math.md section 2.4).
+samples adapts to the query's own density and variance (docs/math.md §2.4).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Multi-scale near-neighbour KDE of Charikar, Kapralov, Nouri, Siminelakis (FOCS 2020), the
-estimator behind Theorem 2.1, built as the STAG library builds it (docs/math.md section 2.3) [C, R].
+estimator behind Theorem 2.1, built as the STAG library builds it (docs/math.md §2.3) [C, R].
 
 For a density guess ``mu``, the data are cut by kernel value into shells
 ``S_j = {x : 2^-j < k(x, q) <= 2^-(j-1)}``, ``j = 1..J`` with ``J = ceil(log2(1/mu))``

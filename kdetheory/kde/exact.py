@@ -194,7 +194,7 @@ def exp_kde(X, Y, *, weights=None, log=False, backend="auto"):
 
     This is the quantity that Definition 3.1 (Weighted Exponential KDE) approximates; the
     normaliser D of attention is ``exp_kde(K, Q)`` and the squared column norms of the
-    softmax matrix are ``exp_kde(sqrt(2) Q, sqrt(2) K, weights=D**-2)`` (docs/math.md section 1).
+    softmax matrix are ``exp_kde(sqrt(2) Q, sqrt(2) K, weights=D**-2)`` (docs/math.md §1).
 
     Parameters
     ----------

@@ -4,7 +4,7 @@ For a query ``q`` and a hash table ``h``, let ``B`` be the stored points in ``q`
 One sample is ``Z = (W_B / s) k(X, q) / p(X, q)`` with ``X`` drawn from ``B`` in proportion to
 its weight (``W_B`` the bucket's weight, ``s`` the number of stored points, ``p`` the exact
 collision probability), or the whole-bucket form ``Z = (1/s) sum_{x in B} w_x k(x, q)/p(x, q)``.
-Both are unbiased for ``mu(q)``; every table gives one independent sample (docs/math.md section 2.2).
+Both are unbiased for ``mu(q)``; every table gives one independent sample (docs/math.md §2.2).
 
 Layers: :class:`HashingBasedKDE` validates and builds; ``_query`` / ``_level_samples`` drive on
 arrays; the per-bucket work comes from :data:`_BUCKET_KERNELS` (NumPy reference, numba twin in
@@ -55,9 +55,10 @@ class HBELevel:
         The level answers exactly (no tables).
     too_large : bool
         It answers exactly because its tables would exceed ``max_stored``.
-    projections : (n_tables, k, d) float64 ndarray or None
-    offsets : (n_tables, k) float64 ndarray or None
-    tables : BucketTables or None
+    projections : (n_tables, k, d) float64 array or None
+    offsets : (n_tables, k) float64 array or None
+        Host arrays; device arrays when the estimator holds CuPy data.
+    tables : BucketTables, DeviceBucketTables (CuPy data) or None
     """
 
     budget: float
@@ -106,11 +107,11 @@ class HashingBasedKDE(KDEEstimator):
         Collision profile ``p(r) ~ exp(-beta_j r)`` with ``beta_j = beta * t_j``,
         ``t_j = sqrt(ln(1/mu_j))`` in units where the kernel is ``exp(-r^2)``. ``beta = 1/2``
         minimises the worst case over two-shell instances (relative variance ``O(mu^-3/4)``);
-        ``beta = 1`` is the rehashing choice and degrades towards ``1/mu`` (docs/math.md section 2.3).
+        ``beta = 1`` is the rehashing choice and degrades towards ``1/mu`` (docs/math.md §2.3).
     variance_constant, variance_exponent : float, default e^1.854, 0.75
         Relative-variance model ``V(mu) = C mu^-a`` that sizes each level (worst-case sizing).
         The default is the rehashing code's empirical constant; it is conservative on clustered
-        data (docs/math.md section 2.3 measured ~20 at mu = 1e-3 where the model gives ~1100).
+        data (docs/math.md §2.3 measured ~20 at mu = 1e-3 where the model gives ~1100).
         The (1 +- eps) guarantee of worst-case sizing holds only if ``V`` bounds the truth.
     sizing : {"worst_case", "adaptive"}, default "worst_case"
         "worst_case": every query reads the ``group_size x n_groups`` tables sized by ``V``.
@@ -147,7 +148,7 @@ class HashingBasedKDE(KDEEstimator):
 
     Notes
     -----
-    Per level ``j`` (density guess ``mu_j``; docs/math.md section 2.3, reconstructed):
+    Per level ``j`` (density guess ``mu_j``; docs/math.md §2.3, reconstructed):
     ``k_j = 3 ceil(R beta_j)`` concatenated hashes with ``R = sqrt(ln(1/mu_min))``, width
     ``w_j = sqrt(2/pi) k_j / beta_j``, and ``group_size x n_groups`` tables from
     :func:`~kdetheory.kde._mom.mom_shape` with relative variance ``V(mu_j)`` and failure
@@ -311,10 +312,10 @@ class HashingBasedKDE(KDEEstimator):
 
             self._w_dev = xp.asarray(self._w_host)  # uploaded once; the tables' weights
             tables = DeviceBucketTables(chunks(), self._w_dev)
+            # kept on the device: a query then uploads nothing but its row indices
+            proj, offs = xp.asarray(proj), xp.asarray(offs)
         else:
             tables = BucketTables(chunks(), self._w_host)
-        if self._on_device:  # kept on the device: a query then uploads nothing but its row indices
-            proj, offs = xp.asarray(proj), xp.asarray(offs)
         return dataclasses.replace(level, projections=proj, offsets=offs, tables=tables)
 
     # ------------------------------------------------------------------------------ query
@@ -391,7 +392,8 @@ class HashingBasedKDE(KDEEstimator):
         xp = self._xp if self._on_device else np
         Z = xp.empty((idx.size, T))
         kev = xp.empty(idx.size, dtype=np.int64)
-        kernel = _BUCKET_KERNELS["device" if self._on_device else "numba" if self.backend == "numba" else "numpy"][self.form]
+        path = "device" if self._on_device else "numba" if self.backend == "numba" else "numpy"
+        kernel = _BUCKET_KERNELS[path][self.form]
         weights = self._w_dev if self._on_device else self._w_host
         for r0 in range(0, idx.size, rows):
             sel = idx[r0:r0 + rows]

@@ -1,6 +1,6 @@
 """Angular (random-hyperplane) LSH and the Gray-code ordering of its buckets.
 
-SPEC section 5, Definition 7.1 and Claim 1 (reconstructed): r hyperplanes w_1..w_r with
+docs/math.md §5, Definition 7.1 and Claim 1 (reconstructed): r hyperplanes w_1..w_r with
 i.i.d. N(0, 1) entries; bit l of x is ``1[<w_l, x> > 0]`` and the bucket id is
 ``sum_l bit_l 2^l``. Two points at angle theta disagree on each bit independently with
 probability theta/pi, so ``Pr[h(x) = h(y)] = (1 - theta/pi)^r``.
@@ -8,7 +8,7 @@ probability theta/pi, so ``Pr[h(x) = h(y)] = (1 - theta/pi)^r``.
 The 2^r buckets are listed in reflected-binary Gray-code order ``g(i) = i XOR (i >> 1)``:
 consecutive buckets differ in exactly one bit, i.e. they are cells that share a facet.
 Sorting points by bucket then needs the *position* of a bucket in that list, the inverse
-permutation ``g^-1``. The authors' code sorts by ``g(id)`` instead (SPEC section 6.4), which
+permutation ``g^-1``. The authors' code sorts by ``g(id)`` instead (docs/math.md §6.4), which
 lists the buckets in the order ``g^-1(0), g^-1(1), ...``; both are offered through
 ``order="gray" | "authors"``.
 """
@@ -30,7 +30,7 @@ __all__ = [
     "ORDERS",
 ]
 
-#: Bucket orders: "gray" is the true reflected Gray code, "authors" the order of SPEC 6.4.
+#: Bucket orders: "gray" is the true reflected Gray code, "authors" the order of docs/math.md §6.4.
 ORDERS = ("gray", "authors")
 _MAX_HASHES = 30  # bucket ids and ranks stay exact in int64 and sort keys rank * n + i in int64
 
@@ -66,7 +66,7 @@ def gray_code_order(n_hashes, *, order="gray"):
     order : {"gray", "authors"}, default "gray"
         "gray": ``g(0), g(1), ..., g(2^r - 1)`` with ``g(i) = i XOR (i >> 1)``, so consecutive
         entries differ in exactly one bit. "authors": ``g^-1(0), g^-1(1), ...``, the order
-        produced by the authors' code, which sorts points by ``g(id)`` (SPEC 6.4); it
+        produced by the authors' code, which sorts points by ``g(id)`` (docs/math.md §6.4); it
         coincides with the Gray order only for r <= 2.
 
     Returns
@@ -76,7 +76,7 @@ def gray_code_order(n_hashes, *, order="gray"):
 
     References
     ----------
-    KDEformer (Zandieh et al., ICML 2023), Section 4 and Figure 5; SPEC Definition 7.1.
+    KDEformer (Zandieh et al., ICML 2023), Section 4 and Figure 5; docs/math.md §5, Definition 7.1.
     """
     r = check_n_hashes(n_hashes)
     check_choice("order", order, ORDERS)
@@ -94,7 +94,7 @@ def gray_code_rank(bucket_ids, n_hashes, *, order="gray"):
     n_hashes : int in 1..30
     order : {"gray", "authors"}, default "gray"
         "gray" returns ``g^-1(id)`` (so sorted points visit buckets in Gray order);
-        "authors" returns ``g(id)``, the authors' sort key (SPEC 6.4).
+        "authors" returns ``g(id)``, the authors' sort key (docs/math.md §6.4).
 
     Returns
     -------
@@ -126,7 +126,7 @@ def order_adjacency(n_hashes, *, order="gray"):
     Returns
     -------
     float
-        1.0 for ``order="gray"``; SPEC 6.4 measured 0.756 (r = 7) and 0.857 (r = 3) for
+        1.0 for ``order="gray"``; docs/math.md §6.4 measured 0.756 (r = 7) and 0.857 (r = 3) for
         ``order="authors"``.
 
     References

@@ -2,7 +2,7 @@
 
 One hash is ``h(x) = floor(<g, x>/w + b)`` with ``g ~ N(0, I_d)`` and ``b ~ U[0, 1)``; ``k`` of
 them are concatenated into the key of a table. Hashing a whole data set is one matrix product
-``floor(X @ (G/w).T + b)`` per table (docs/math.md section 2.3), the natural GPU path.
+``floor(X @ (G/w).T + b)`` per table (docs/math.md §2.3), the natural GPU path.
 
 Buckets are keyed by the exact integer tuple: a 64-bit mix of the key only orders the buckets
 and every lookup checks the full key, so no two distinct keys ever share a bucket (a silent
@@ -48,7 +48,7 @@ def e2lsh_collision_probability(distance, width, n_concat=1):
     ``<g, x - q>/w`` is ``N(0, c^2)``; integrating the triangle ``max(0, 1 - |t|)`` (the chance
     that a uniform offset does not separate two points whose projections differ by ``t``)
     against that density gives ``p1``. The rehashing reference code uses ``erf(1/c)`` instead,
-    which is wrong (0.529 instead of 0.369 at ``c = 1``; docs/math.md section 2.2).
+    which is wrong (0.529 instead of 0.369 at ``c = 1``; docs/math.md §2.2).
 
     References
     ----------

@@ -1,4 +1,5 @@
-"""GPU (CuPy) paths of the KDE estimators: same seed, same answer as the host; CuPy in, CuPy out.
+"""GPU (CuPy) paths of the KDE estimators: same seed, same answer as the host (except the GPU-native HBE,
+which draws on the device: see tests/gpu/test_hbe_gpu.py); CuPy in, CuPy out.
 
 Skips cleanly without CuPy or a CUDA device.
 """
@@ -48,6 +49,13 @@ def test_cupy_in_cupy_out_and_matches_host(make, data):
     host = make(X, rng=3, backend="numpy").query(Y, rng=4)
     dev = make(cp.asarray(X), rng=3).query(cp.asarray(Y), rng=4)
     assert type(dev.estimate).__module__.split(".")[0] == "cupy"
+    if make is MAKERS[3]:
+        # The GPU-native HBE draws its uniforms on the device (no upload of T x m uniforms), so it gives the same
+        # estimator, not the same numbers: its distribution is tested in tests/gpu/test_hbe_gpu.py
+        # (calibrated unbiasedness; tables, lookups and per-query counts equal to the host's).
+        est = cp.asnumpy(dev.estimate)
+        assert np.all(np.isfinite(est)) and np.all(est >= 0) and np.all(est <= 1.0)
+        return
     # Same draws on every backend; hashing floors of GPU GEMMs can differ from the host's only for
     # points within rounding of a bucket boundary, so compare the answers, not bit patterns.
     np.testing.assert_allclose(cp.asnumpy(dev.estimate), host.estimate, rtol=1e-9)

@@ -23,7 +23,7 @@ class ApproxResult:
         whose normalisation is built into its three softmax factors).
     cost : AttentionCost
         Stage-by-stage kernel entries, hash evaluations and FLOPs against exact attention
-        (``cost.work_fraction``), ``feature_dimension`` (the budget convention of docs/math.md §7)
+        (``cost.work_fraction``), ``feature_dimension`` (the budget convention of docs/math.md §7.1)
         and the method's own counts in ``cost.details``.
     """
 

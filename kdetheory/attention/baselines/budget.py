@@ -1,4 +1,4 @@
-"""Budget conventions of the Figure 4 comparison (SPEC 7.1): budget F -> each method's parameters."""
+"""Budget conventions of the Figure 4 comparison (docs/math.md §7.1): budget F -> each method's parameters."""
 from __future__ import annotations
 
 from ..._validation import check_choice, check_int
@@ -22,7 +22,7 @@ def budget_parameters(method, budget):
     uniform         1.5 F sampled keys          1.5 F
     ==============  ==========================  ==================
 
-    The first four rows are the authors' settings (SPEC 7.1); Nystrom and uniform sampling,
+    The first four rows are the authors' settings (docs/math.md §7.1); Nystrom and uniform sampling,
     absent from their figure, get KDEformer's feature dimension so that they are compared at
     equal budget. Performer and Reformer get F, as in the authors' figure (fewer features than
     KDEformer: the table reports the actual feature dimension next to F).
@@ -65,6 +65,6 @@ def feature_dimension(method, budget):
     -------
     int
         The number of keys, landmarks or features per query the method uses at that budget
-        (SPEC 7.1: 1.5 F for KDEformer with b = F/2, m = F).
+        (docs/math.md §7.1: 1.5 F for KDEformer with b = F/2, m = F).
     """
     return budget_parameters(method, budget)[1]

@@ -98,7 +98,7 @@ def nystrom(Q, K, V, *, n_landmarks, pinv_iterations=6, scale=1.0, rng=None):
     ----------
     Xiong et al., "Nystromformer: a Nystrom-based algorithm for approximating self-attention",
     AAAI 2021 (segment means, iterative pseudo-inverse); KDEformer (ICML 2023), baselines
-    (docs/math.md §7).
+    (docs/math.md §7.0).
     """
     Qb, Kb, Vb, lead, xp = prepare(Q, K, V, scale)
     B, n_q, d = Qb.shape

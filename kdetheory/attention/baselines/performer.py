@@ -16,7 +16,7 @@ def performer(Q, K, V, *, n_features, orthogonal=False, scale=1.0, rng=None):
     K : (..., n_k, d) array
     V : (..., n_k, d_v) array
     n_features : int >= 1
-        Number m of random features (the feature dimension; budget F gives m = F, SPEC 7.1).
+        Number m of random features (the feature dimension; budget F gives m = F, docs/math.md §7.1).
     orthogonal : bool, default False
         Orthogonal blocks of directions (FAVOR+) instead of i.i.d. Gaussian ones (the paper's
         Figure 4 used Gaussian).
@@ -44,7 +44,7 @@ def performer(Q, K, V, *, n_features, orthogonal=False, scale=1.0, rng=None):
     References
     ----------
     Choromanski et al., "Rethinking attention with Performers", ICLR 2021 (FAVOR+);
-    KDEformer (ICML 2023), Section 5 / Figure 4 (baseline, SPEC 7.0-7.1).
+    KDEformer (ICML 2023), Section 5 / Figure 4 (baseline, docs/math.md §7.0–§7.1).
     """
     Qb, Kb, Vb, lead, xp = prepare(Q, K, V, scale)
     m = check_int("n_features", n_features, minimum=1)

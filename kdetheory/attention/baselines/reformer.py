@@ -53,7 +53,7 @@ def reformer(Q, K, V, *, bucket_size, n_rounds=8, n_buckets=None, shared_qk=Fals
     V : (..., n_k, d_v) array
     bucket_size : int in 1..n_k
         Chunk size b; every query attends to the keys of its chunk and of the previous chunk
-        (2b keys per round). Budget F gives b = F/2 (SPEC 7.1), feature dimension 2b = F.
+        (2b keys per round). Budget F gives b = F/2 (docs/math.md §7.1), feature dimension 2b = F.
     n_rounds : int >= 1, default 8
         Independent hashing rounds (the authors' comparison used 8 hashes).
     n_buckets : int, optional
@@ -90,7 +90,7 @@ def reformer(Q, K, V, *, bucket_size, n_rounds=8, n_buckets=None, shared_qk=Fals
     References
     ----------
     Kitaev, Kaiser, Levskaya, "Reformer: the efficient transformer", ICLR 2020, Section 2;
-    KDEformer (ICML 2023), Figure 4 baseline (SPEC 7.0-7.1).
+    KDEformer (ICML 2023), Figure 4 baseline (docs/math.md §7.0–§7.1).
     """
     Qb, Kb, Vb, lead, xp = prepare(Q, K, V, scale)
     B, n_q, d = Qb.shape

@@ -43,7 +43,7 @@ def uniform_sampling(Q, K, V, *, n_samples, scale=1.0, rng=None):
 
     References
     ----------
-    KDEformer (ICML 2023), baselines (SPEC 7.0).
+    KDEformer (ICML 2023), baselines (docs/math.md §7.0).
     """
     Qb, Kb, Vb, lead, xp = prepare(Q, K, V, scale)
     B, n_q, d = Qb.shape
@@ -97,7 +97,7 @@ def hyperattention(Q, K, V, *, bucket_size, n_samples, n_hashes=7, scale=1.0, rn
     References
     ----------
     Han, Jayaram, Karbasi, Mirrokni, Woodruff, Zandieh, "HyperAttention: long-context attention
-    in near-linear time", ICLR 2024 (SPEC 7.0).
+    in near-linear time", ICLR 2024 (docs/math.md §7.0).
     """
     return kdeformer_practical(Q, K, V, bucket_size=bucket_size, n_samples=n_samples, n_hashes=n_hashes,
                                sampling="uniform", scale=scale, rng=rng, backend=backend)

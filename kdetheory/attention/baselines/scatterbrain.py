@@ -30,7 +30,7 @@ def scatterbrain(Q, K, V, *, n_features, local_size, orthogonal=False, scale=1.0
     local_size : int in 0..n_k
         Window width w: query i's support S_i is the w consecutive keys centred at
         ``i n_k / n_q`` (clipped at the ends). Budget F gives w = F/2 and m = F, feature
-        dimension F/2 + F (SPEC 7.1).
+        dimension F/2 + F (docs/math.md §7.1).
     orthogonal : bool, default False
     scale : float, default 1.0
     rng : None, int, SeedSequence or Generator
@@ -54,7 +54,7 @@ def scatterbrain(Q, K, V, *, n_features, local_size, orthogonal=False, scale=1.0
     References
     ----------
     Chen et al., "Scatterbrain: unifying sparse and low-rank attention", NeurIPS 2021;
-    KDEformer (ICML 2023), Figure 4 baseline (SPEC 7.0-7.1).
+    KDEformer (ICML 2023), Figure 4 baseline (docs/math.md §7.0–§7.1).
     """
     Qb, Kb, Vb, lead, xp = prepare(Q, K, V, scale)
     B, n_q, d = Qb.shape
