@@ -23,6 +23,8 @@ __all__ = [
     "bounded_diameter_inputs",
     "matrices_with_stable_rank",
     "nonnegative_weights",
+    "bandwidths",
+    "float_dtypes",
 ]
 
 
@@ -40,8 +42,19 @@ def _cloud(rng, n, d, max_norm):
     return X * radii[:, None]
 
 
+def float_dtypes():
+    """float64 and float32: every public function supports both."""
+    return st.sampled_from([np.float64, np.float32])
+
+
+def bandwidths(*, log10_range=(-9.0, 2.0)):
+    """Gaussian bandwidths, log-uniform over ``log10_range`` (tiny ones expose cancellation in r^2 forms)."""
+    return st.floats(*log10_range, allow_nan=False).map(lambda e: float(10.0**e))
+
+
 @st.composite
-def point_clouds(draw, *, min_n=1, max_n=64, min_d=1, max_d=8, max_norm=(0.0, 10.0), dtype=np.float64):
+def point_clouds(draw, *, min_n=1, max_n=64, min_d=1, max_d=8, max_norm=(0.0, 10.0), dtype=np.float64,
+                 offsets=(0.0,), identical=False):
     """A (n, d) point cloud whose largest row norm is drawn from ``max_norm``.
 
     Parameters
@@ -49,18 +62,34 @@ def point_clouds(draw, *, min_n=1, max_n=64, min_d=1, max_d=8, max_norm=(0.0, 10
     min_n, max_n, min_d, max_d : int
         Shape ranges.
     max_norm : (float, float)
-        Range of the largest row norm (a controlled radius, hence diameter <= 2 * max_norm).
+        Range of the largest row norm around the cloud's centre (diameter <= 2 * max_norm).
+    dtype : dtype or hypothesis strategy of dtypes
+        E.g. :func:`float_dtypes` to draw float32 as well.
+    offsets : sequence of float
+        The cloud's centre is ``offset * (1, ..., 1)`` with ``offset`` drawn from this list: offset data
+        (e.g. ``(0.0, 5.0, 1e3)``) exposes cancellation in ``||x||^2 + ||y||^2 - 2 <x, y>``.
+    identical : bool
+        When True, sometimes every point is the same (diameter 0, the easiest and a classic crash case).
     """
     n = draw(st.integers(min_n, max_n))
     d = draw(st.integers(min_d, max_d))
     radius = draw(st.floats(*max_norm, allow_nan=False, allow_infinity=False))
+    offset = draw(st.sampled_from(list(offsets)))
+    dt = draw(dtype) if isinstance(dtype, st.SearchStrategy) else dtype
     rng = np.random.default_rng(draw(seeds()))
-    return _cloud(rng, n, d, radius).astype(dtype)
+    X = _cloud(rng, n, d, radius)
+    if identical and draw(st.booleans()):
+        X[:] = X[0]
+    return (X + offset).astype(dt)
 
 
 @st.composite
 def nonnegative_weights(draw, n, *, log10_range=(-6.0, 6.0), allow_zeros=True):
-    """n non-negative weights spanning up to ``log10_range`` orders of magnitude."""
+    """n non-negative weights spanning up to ``log10_range`` orders of magnitude.
+
+    Estimators must be scale-free: ``log10_range=(-300, 300)`` draws the tiny and huge weights that once hung
+    or overflowed them.
+    """
     rng = np.random.default_rng(draw(seeds()))
     lo, hi = sorted(draw(st.tuples(st.floats(*log10_range), st.floats(*log10_range))))
     w = 10.0 ** rng.uniform(lo, hi, n)
@@ -71,10 +100,14 @@ def nonnegative_weights(draw, n, *, log10_range=(-6.0, 6.0), allow_zeros=True):
 
 
 @st.composite
-def attention_inputs(draw, *, max_n=48, max_d=8, max_dv=6, max_logit=(0.0, 30.0), cross=True):
+def attention_inputs(draw, *, max_n=48, max_d=8, max_dv=6, max_logit=(0.0, 30.0), cross=True, identical=False,
+                     dtype=np.float64):
     """(Q, K, V) with max |<q_i, k_j>| at most the drawn ``max_logit`` (peaky to flat).
 
-    With ``cross=False`` keys equal queries (the paper's GloVe protocol).
+    With ``cross=False`` keys equal queries (the paper's GloVe protocol). ``max_logit=(0, 3000)`` reaches
+    the logits in the thousands that exact attention handles and every approximate path must too;
+    ``identical=True`` sometimes makes every token the same (diameter 0); ``dtype`` may be a strategy
+    such as :func:`float_dtypes`.
     """
     n_q = draw(st.integers(1, max_n))
     n_k = draw(st.integers(1, max_n)) if cross else n_q
@@ -85,8 +118,11 @@ def attention_inputs(draw, *, max_n=48, max_d=8, max_dv=6, max_logit=(0.0, 30.0)
     r = np.sqrt(logit)
     Q = _cloud(rng, n_q, d, r)
     K = _cloud(rng, n_k, d, r) if cross else Q.copy()
+    if identical and draw(st.booleans()):
+        Q[:], K[:] = Q[0], Q[0]
     V = rng.standard_normal((n_k, d_v))
-    return Q, K, V
+    dt = draw(dtype) if isinstance(dtype, st.SearchStrategy) else dtype
+    return Q.astype(dt), K.astype(dt), V.astype(dt)
 
 
 @st.composite

@@ -27,7 +27,8 @@ import math
 import numpy as np
 from scipy import integrate, stats
 
-from ._harness import critical_failures
+from ._stats import _check_count as _count
+from ._stats import critical_failures
 
 __all__ = [
     "interval_verdict",
@@ -65,14 +66,6 @@ def _probability(value, name: str, func: str) -> float:
     if not 0.0 < value < 1.0:
         raise ValueError(f"{func}: {name}={value!r} must lie strictly between 0 and 1")
     return value
-
-
-def _count(value, name: str, func: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{func}: {name}={value!r} must be an int >= {minimum}")
-    if value < minimum:
-        raise ValueError(f"{func}: {name}={value!r} must be >= {minimum}")
-    return int(value)
 
 
 def _interval(lo, hi, func: str, names=("lo", "hi")) -> tuple[float, float]:

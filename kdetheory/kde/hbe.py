@@ -287,7 +287,7 @@ class HashingBasedKDE(KDEEstimator):
         # sampled rows (far faster than gathering s x d copies); small ones: gather, then hash.
         hash_all = 8 * s >= n
         width = n if hash_all else s
-        chunk = max(1, _config.CHUNK_BYTES // max(1, 8 * width * (d + k) * self._Xs.dtype.itemsize))
+        chunk = _config.block_shape(T, width, self._Xs.dtype.itemsize, temporaries=8 * (d + k))[0]
 
         def chunks():
             for t0 in range(0, T, chunk):
@@ -388,7 +388,7 @@ class HashingBasedKDE(KDEEstimator):
         """(len(idx), t1 - t0) samples from tables ``t0 .. t1-1`` and kernel evaluations per query,
         chunked over queries to ``_config.CHUNK_BYTES``."""
         T, k, d = t1 - t0, level.k, self.d
-        rows = max(1, _config.CHUNK_BYTES // max(1, 4 * T * (k + d + 4) * 8))
+        rows = _config.block_shape(idx.size, T, 8, temporaries=4 * (k + d + 4))[0]
         xp = self._xp if self._on_device else np
         Z = xp.empty((idx.size, T))
         kev = xp.empty(idx.size, dtype=np.int64)

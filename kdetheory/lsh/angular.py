@@ -108,7 +108,8 @@ def gray_code_rank(bucket_ids, n_hashes, *, order="gray"):
     r = check_n_hashes(n_hashes)
     check_choice("order", order, ORDERS)
     if not hasattr(bucket_ids, "dtype") or bucket_ids.dtype.kind not in "iu":
-        raise TypeError(f"bucket_ids: got {type(bucket_ids).__name__}; pass an integer NumPy or CuPy array.")
+        got = f"an array of dtype {bucket_ids.dtype}" if hasattr(bucket_ids, "dtype") else f"a {type(bucket_ids).__name__}"
+        raise TypeError(f"bucket_ids: got {got}; pass an integer NumPy or CuPy array (e.g. AngularLSH(...).bucket_ids(X)).")
     ids = bucket_ids.astype(np.int64)
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= 2**r):
         raise ValueError(f"bucket_ids: got ids in [{int(ids.min())}, {int(ids.max())}]; pass ids in 0..{2**r - 1} for {r} hyperplanes.")

@@ -171,7 +171,7 @@ def vattention(Q, K, V, *, n_sink=1, window=0, top_k=0, n_samples=None, eps=None
     out = np.empty((B, n_q, dv))
     log_d = np.empty((B, n_q))
     n_det = n_samp = 0
-    rows = max(1, _config.CHUNK_BYTES // (8 * 8 * n_k))  # about 8 float or int temporaries per row
+    rows = _config.block_shape(n_q, n_k, 8, temporaries=8)[0]  # about 8 float or int temporaries per row
     for b in range(B):
         sk_q, sk_k = (Qh[b] @ P, Kh[b] @ P) if P is not None else (None, None)
         for q0 in range(0, n_q, rows):
