@@ -111,8 +111,10 @@ def test_gray_code_rank_rejects_bad_ids():
 
     with pytest.raises(ValueError, match=r"^bucket_ids: got ids in \[0, 8\]"):
         gray_code_rank(np.array([0, 8]), 3)
-    with pytest.raises(TypeError, match="^bucket_ids: got list"):
+    with pytest.raises(TypeError, match="^bucket_ids: got a list"):
         gray_code_rank([0, 1], 3)
+    with pytest.raises(TypeError, match="^bucket_ids: got an array of dtype float64"):  # issue 12 item 26
+        gray_code_rank(np.array([1.0]), 3)
 
 
 @pytest.mark.parametrize("order", ["gray", "authors"])
