@@ -147,7 +147,7 @@ def _single_level(X, h, b, tables, form, gen, backend):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return HashingBasedKDE(X, eps=HBE_EPS, delta=HBE_DELTA, mu_min=b, bandwidth=h, level_ratio=1.0 / b,
-                               variance_constant=constant, form=form, exact_fallback=False, max_stored=2**28,
+                               variance_constant=constant, form=form, exact_fallback=False, max_stored=2**30,
                                rng=gen, backend=backend)
 
 
