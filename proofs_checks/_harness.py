@@ -23,8 +23,6 @@ from ._stats import (
     critical_failures,
     slope_fit,
     trials_for_power,
-    verdict_from_binomial,
-    verdict_from_slope,
 )
 
 __all__ = [
@@ -40,8 +38,6 @@ __all__ = [
     "critical_failures",
     "slope_fit",
     "trial_generators",
-    "verdict_from_binomial",
-    "verdict_from_slope",
     "to_jsonable",
     "save_claim_data",
     "load_claim_data",

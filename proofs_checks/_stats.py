@@ -1,15 +1,16 @@
 """Calibrated statistics that turn measurements into verdicts.
 
 * probabilistic guarantees ("fails with probability at most delta") use :func:`binomial_failure_test` with a
-  trial count from :func:`trials_for_power`, read by :func:`verdict_from_binomial`;
-* scaling laws ("error ~ m^(-1/2)") use :func:`slope_fit`, read by :func:`verdict_from_slope`.
+  trial count from :func:`trials_for_power`;
+* scaling laws ("error ~ m^(-1/2)") use :func:`slope_fit`.
+
+Verdicts are read from these by the rules of :mod:`proofs_checks._verdicts` (one rule set for every claim).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import numpy as np
 from scipy import stats
@@ -22,9 +23,7 @@ __all__ = [
     "binomial_failure_test",
     "critical_failures",
     "trials_for_power",
-    "verdict_from_binomial",
     "slope_fit",
-    "verdict_from_slope",
 ]
 
 # --------------------------------------------------------------------------------------------------
@@ -146,7 +145,7 @@ def critical_failures(trials, delta: float, alpha: float = 1e-6):
     return c if np.ndim(trials) else int(c)
 
 
-@functools.lru_cache(maxsize=256)  # verdict_from_binomial asks for the same few deltas over and over
+@functools.lru_cache(maxsize=256)  # tests ask for the same few deltas over and over
 def trials_for_power(delta: float, alpha: float = 1e-6, factor: float = 4, power: float = 0.99,
                      max_trials: int = 10**8) -> int:
     """Smallest number of trials whose binomial test catches a ``factor * delta`` failure rate.
@@ -195,20 +194,6 @@ def trials_for_power(delta: float, alpha: float = 1e-6, factor: float = 4, power
         f"{func}: more than max_trials={max_trials} trials are needed for delta={delta}, alpha={alpha}, "
         f"factor={factor}, power={power}; raise max_trials or test a larger delta"
     )
-
-
-def verdict_from_binomial(test: BinomialTest, *, factor: float = 4, power: float = 0.99) -> str:
-    """Read a :class:`BinomialTest` as a verdict.
-
-    Returns ``"fails"`` when the failure rate is significantly above delta, ``"inconclusive"`` when the test had
-    too few trials to catch a ``factor * delta`` implementation with the given power, and ``"holds"`` otherwise.
-    """
-    if not isinstance(test, BinomialTest):
-        raise TypeError(f"verdict_from_binomial: test must be a BinomialTest, got {type(test).__name__}")
-    if test.significant:
-        return "fails"
-    needed = trials_for_power(test.delta, test.alpha, factor, power)
-    return "holds" if test.trials >= needed else "inconclusive"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -278,35 +263,3 @@ def slope_fit(x, y, confidence: float = 0.95) -> SlopeFit:
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 2) * fit.stderr)
     return SlopeFit(float(fit.slope), float(fit.intercept), float(fit.stderr),
                     float(fit.slope) - half, float(fit.slope) + half, float(fit.rvalue), int(x.size))
-
-
-def verdict_from_slope(slope, expected: float, tol: float) -> str:
-    """Compare a fitted slope with the exponent a claim predicts.
-
-    Parameters
-    ----------
-    slope : SlopeFit or float
-        The fit (preferred: its confidence interval is used) or a bare slope.
-    expected : float
-        Predicted exponent, e.g. ``-0.5`` for error ~ m^(-1/2).
-    tol : float
-        Accepted distance between the slope and ``expected``.
-
-    Returns
-    -------
-    str
-        ``"holds"`` when ``|slope - expected| <= tol``. Otherwise, for a :class:`SlopeFit`, ``"fails"`` when the
-        confidence interval lies entirely outside ``[expected - tol, expected + tol]`` and ``"inconclusive"``
-        when it overlaps that band (the data cannot tell); for a bare float, ``"fails"``.
-    """
-    if not (isinstance(tol, (int, float, np.integer, np.floating)) and tol >= 0):
-        raise ValueError(f"verdict_from_slope: tol={tol!r} must be a non-negative number")
-    value = slope.slope if isinstance(slope, SlopeFit) else float(slope)
-    if not math.isfinite(value):
-        return "inconclusive"
-    if abs(value - expected) <= tol:
-        return "holds"
-    if isinstance(slope, SlopeFit):
-        lo, hi = expected - tol, expected + tol
-        return "fails" if slope.ci_high < lo or slope.ci_low > hi else "inconclusive"
-    return "fails"

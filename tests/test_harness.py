@@ -15,14 +15,12 @@ from proofs_checks._report import summarize
 from proofs_checks._runner import grid, run_claims, run_tasks
 from proofs_checks._seeds import trial_generators
 from proofs_checks._stats import (
-    SlopeFit,
     binomial_failure_test,
     critical_failures,
     slope_fit,
     trials_for_power,
-    verdict_from_binomial,
-    verdict_from_slope,
 )
+from proofs_checks._verdicts import interval_verdict
 from proofs_checks._timing import FULL_BUDGET_S, format_plan, makespan, plan
 from proofs_checks.protocols.budget import ROWS, sweep, synthetic_instance
 from proofs_checks.protocols.kde import bandwidth_for_density, estimator_factories
@@ -81,16 +79,6 @@ def test_binomial_test_fields_and_bad_input():
         trials_for_power(0.3, factor=4)
 
 
-def test_verdict_from_binomial():
-    delta = 0.05
-    enough = trials_for_power(delta)
-    assert verdict_from_binomial(binomial_failure_test(int(delta * enough), enough, delta)) == "holds"
-    assert verdict_from_binomial(binomial_failure_test(enough // 2, enough, delta)) == "fails"
-    assert verdict_from_binomial(binomial_failure_test(0, 10, delta)) == "inconclusive"
-    with pytest.raises(TypeError):
-        verdict_from_binomial(0.5)
-
-
 # ---------------------------------------------------------------------------------------------- slope fits
 
 
@@ -102,8 +90,8 @@ def test_slope_fit_recovers_known_slope():
     assert abs(fit.slope + 0.5) < 0.05
     assert fit.ci_low < -0.5 < fit.ci_high
     assert math.exp(fit.intercept) == pytest.approx(0.9, rel=0.2)
-    assert verdict_from_slope(fit, -0.5, 0.1) == "holds"
-    assert verdict_from_slope(fit, -1.0, 0.1) == "fails"
+    assert interval_verdict(fit.ci_low, fit.ci_high, -0.5, 0.1) == "holds"
+    assert interval_verdict(fit.ci_low, fit.ci_high, -1.0, 0.1) == "fails"
 
 
 def test_slope_fit_exact_line_and_bad_input():
@@ -116,13 +104,6 @@ def test_slope_fit_exact_line_and_bad_input():
         slope_fit([1, 2], [1, 2])
     with pytest.raises(ValueError, match="distinct"):
         slope_fit([2, 2, 2], [1, 2, 3])
-
-
-def test_verdict_from_slope_inconclusive_when_ci_straddles():
-    wide = SlopeFit(slope=-0.8, intercept=0.0, stderr=0.5, ci_low=-2.0, ci_high=0.4, r_value=-0.5, n=4)
-    assert verdict_from_slope(wide, -0.5, 0.1) == "inconclusive"
-    assert verdict_from_slope(-0.8, -0.5, 0.1) == "fails"
-    assert verdict_from_slope(-0.45, -0.5, 0.1) == "holds"
 
 
 # ---------------------------------------------------------------------------------------------- seeds
