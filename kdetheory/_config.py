@@ -45,6 +45,10 @@ def _defaults():
         # threads holds 16 x this many queries (64 by default); lowered automatically when the
         # tiles do not fit shared memory (large d).
         "FUSED_ROWS_PER_THREAD": 4,
+        # GPU HashingBasedKDE, form "sample": one fused launch per level and chunk of queries
+        # (kdetheory/_cupy/hbe.cu) instead of ~40 CuPy calls; False selects the namespace path
+        # (kdetheory._cupy._hbe.device_sample_samples), the reference the fused kernel is tested against.
+        "HBE_FUSED": True,
     }
 
 
@@ -55,6 +59,7 @@ NORM_RTOL: float
 POWER_MAXITER: int
 PRACTICAL_NUMBA_MAX_BUDGET: int
 FUSED_ROWS_PER_THREAD: int
+HBE_FUSED: bool
 
 #: numba flags (STUMPY/pynndescent style), bound at the first import of a ``kdetheory._numba``
 #: module (see the module docstring): KDETHEORY_NUMBA_PARALLEL, KDETHEORY_NUMBA_FASTMATH and

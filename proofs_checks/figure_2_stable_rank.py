@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from kdetheory.amm import SamplingMatrix, sampling_probabilities
-from kdetheory.datasets import attention_instance, minilm_attention, real_data_available
+from kdetheory.datasets import attention_instance, minilm_attention, missing_real_data, real_data_available
 from kdetheory.linalg import stable_rank
 from kdetheory.lsh.angular import AngularLSH
 
@@ -113,7 +113,7 @@ def run(size="quick", rng=0, backend="auto") -> ClaimResult:
     if not real:
         return ClaimResult(**base, data=fig["synthetic_label"] + "; MiniLM not installed",
                            measured={"synthetic": synthetic}, verdict="skipped",
-                           details="skipped: real data not installed", figure_data=fig)
+                           details=f"skipped: {missing_real_data('minilm')}", figure_data=fig)
     heads, kept = _real_heads(tokens, b_real, gens)
     ratio = heads["srank_res"] / heads["srank"]
     frac, med = float(np.mean(ratio < 1)), float(np.median(ratio))

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from kdetheory.datasets import real_data_available
+from kdetheory.datasets import missing_real_data, real_data_available
 from kdetheory.linalg import spectral_norm
 
 from ._harness import ClaimResult, ClaimSpec, check_size, slope_fit
@@ -105,7 +105,7 @@ def run(size="quick", rng=0, backend="auto") -> ClaimResult:
                          "the claim's verdict is the feature-dimension axis", seeds=[rng])
     if not real_data_available("glove"):
         return ClaimResult(**base, data="GloVe 6B-50d not installed", measured={}, verdict="skipped",
-                           details="skipped: real data not installed")
+                           details=f"skipped: {missing_real_data('glove')}")
     from kdetheory.attention.exact import softmax_attention
 
     from .protocols.budget import ROWS, glove_instance, sweep

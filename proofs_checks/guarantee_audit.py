@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from kdetheory.datasets.glove import missing_real_data
+
 from ._harness import ClaimResult, ClaimSpec, check_size, trial_generators
 from ._verdicts import binomial_verdict, exact_regime, verdict_word
 
@@ -164,7 +166,7 @@ def run(size="quick", rng=0, backend="auto") -> ClaimResult:
     if not instances:
         return ClaimResult(name=NAME, claim=CLAIM, source=SOURCE, data="real data not installed", measured={},
                            expected="", verdict="skipped", seeds=[rng],
-                           details='needs the real data: pip install "kdetheory[real]"')
+                           details=f"skipped: {missing_real_data()}")
     per_instance = 16 if size == "quick" else 40
     trials = {"kdeformer_theory": _kdeformer_trial, "hyperattention": _hyper_trial, "vattention": _vattention_trial,
               "thinformer": _thinformer_trial, "coreset": _coreset_trial}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from kdetheory.amm import amm, lemma_constant, required_samples, sampling_probabilities
+from kdetheory.datasets.glove import missing_real_data
 
 from . import _instances
 from ._harness import ClaimResult, ClaimSpec, check_size, slope_fit, trial_generators
@@ -141,7 +142,7 @@ def run_guarantee(size="quick", rng=0, backend="auto") -> ClaimResult:
     instances = real_instances(size)
     if not instances:
         return ClaimResult(**base, data="GloVe and MiniLM not installed", measured={}, verdict="skipped",
-                           details="skipped: real data not installed (pip install kdetheory[real])")
+                           details=f"skipped: {missing_real_data()}")
     gens = trial_generators(rng, len(instances))
     measured, parts, exercised = {}, {}, {}
     for (label, P, V), gen in zip(instances, gens):
@@ -172,7 +173,7 @@ def run_scaling(size="quick", rng=0, backend="auto") -> ClaimResult:
     instances = real_instances(size)
     if not instances:
         return ClaimResult(**base, data="GloVe and MiniLM not installed", measured={}, verdict="skipped",
-                           details="skipped: real data not installed (pip install kdetheory[real])")
+                           details=f"skipped: {missing_real_data()}")
     n_seeds = 15 if size == "quick" else 60
     measured, parts, figure = {}, {}, {}
     for k, ((label, P, V), gen) in enumerate(zip(instances, trial_generators(rng, len(instances)))):

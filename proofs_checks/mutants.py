@@ -88,17 +88,16 @@ MUTANTS = (
            (f"{UNBIASED}::test_random_sampling_unbiased",)),
     Mutant("hbe_bias", "HashingBasedKDE per-table samples x 1.05 (both forms, every backend)",
            "kdetheory/kde/hbe.py",
-           "            Z[r0:r0 + rows], kev[r0:r0 + rows] = kernel(self._Xh, Yh[xp.asarray(sel)], weights, level, "
-           "codes, u, t0)\n",
-           "            Z[r0:r0 + rows], kev[r0:r0 + rows] = kernel(self._Xh, Yh[xp.asarray(sel)], weights, level, "
-           "codes, u, t0)\n            Z[r0:r0 + rows] *= 1.05\n",
+           "            Z[r0:r1], kev[r0:r1] = kernel(self._Xh, Yh[sel_x], weights, level, codes, u, t0)\n",
+           "            Z[r0:r1], kev[r0:r1] = kernel(self._Xh, Yh[sel_x], weights, level, codes, u, t0)\n"
+           "            Z[r0:r1] *= 1.05\n",
            (f"{UNBIASED}::test_hbe_samples_unbiased",),
            ("proofs_checks.hbe_claims:UNBIASED",)),
     Mutant("ckns_bias", "CKNSKDE shell contributions x 1.05",
            "kdetheory/kde/ckns.py",
            "                Z[:, c] += z\n",
            "                Z[:, c] += 1.05 * z\n",
-           (f"{UNBIASED}::test_ckns_samples_unbiased",)),
+           (f"{UNBIASED}::test_ckns_samples_unbiased", "tests/test_ckns_adaptive.py::test_adaptive_copies_unbiased")),
     Mutant("wexp_bias", "WeightedExpKDE class terms x 1.03",
            "kdetheory/kde/weighted_exp.py",
            "                terms[c, rows] = cls.log_W + math.log(cls.size) + np.log(mu)\n",

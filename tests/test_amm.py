@@ -7,7 +7,11 @@ from hypothesis import strategies as st
 from kdetheory.amm import SamplingMatrix, amm, lemma_constant, required_samples, sampling_probabilities
 from kdetheory.testing import matrices_with_stable_rank, seeds
 from proofs_checks import lemma_3_1_amm
-from proofs_checks._harness import binomial_failure_test, slope_fit, trial_generators, trials_for_power
+from proofs_checks._harness import binomial_failure_test, slope_fit, trial_generators
+from proofs_checks._verdicts import trials_for_power
+
+#: False-fail rate of each binomial test below (per hypothesis example) and the failure rate it must detect.
+ALPHA, VIOLATION = 1e-7, 0.5
 
 
 @given(ms=matrices_with_stable_rank(max_n=40, max_m=10), seed=seeds(), single=st.booleans())
@@ -58,7 +62,14 @@ def test_required_samples_is_monotone_and_explicit():
 
 @given(seed=seeds(), decay=st.floats(0.0, 2.0))
 def test_lemma_3_1_guarantee_on_prescribed_stable_ranks(seed, decay):
-    """Calibrated: failures of err <= eps at the lemma's m are not significantly above delta."""
+    """Calibrated: failures of err <= eps at the lemma's m are not significantly above delta.
+
+    Exact one-sided binomial test: false-fail rate <= ALPHA = 1e-7 per example when the true failure rate is
+    <= delta (30 examples in the CI profile: <= 3e-6 for this test, its share of the suite's 1e-4); power
+    >= 0.99 against a failure rate of VIOLATION = 0.5 (2.5 delta), from ``_verdicts.trials_for_power``
+    (132 trials per example). The lemma's m is conservative (no failure in 400 runs on these inputs), so this
+    catches gross breaks (Pi's entries 1/(m p) instead of 1/sqrt(m p) fail it); a scale bias is left to
+    test_amm_is_unbiased."""
     eps, delta = 0.3, 0.2
     rng = np.random.default_rng(seed)
     sig = np.arange(1, 9, dtype=float) ** -decay
@@ -69,9 +80,9 @@ def test_lemma_3_1_guarantee_on_prescribed_stable_ranks(seed, decay):
     sry = np.sum(Y * Y) / np.linalg.norm(Y, 2) ** 2
     m = required_samples(eps, delta, srx, sry, 11)
     unit = np.linalg.norm(X, 2) * np.linalg.norm(Y, 2)
-    trials = trials_for_power(delta)
+    trials = trials_for_power(delta, VIOLATION, ALPHA)
     errors = [np.linalg.norm(amm(X, Y, n_samples=m, rng=g).product - X.T @ Y, 2) / unit for g in trial_generators(seed, trials)]
-    assert not binomial_failure_test(int(np.sum(np.array(errors) > eps)), trials, delta).significant
+    assert not binomial_failure_test(int(np.sum(np.array(errors) > eps)), trials, delta, ALPHA).significant
 
 
 @pytest.mark.slow

@@ -271,3 +271,27 @@ def test_multi_chunk_paths_match_one_chunk(name, kwargs, monkeypatch):
     np.testing.assert_allclose(pieces.log_row_sums, whole.log_row_sums, rtol=1e-12)
     if name == "reformer":  # padded logits: the same however they are chunked
         assert pieces.cost.kernel_evaluations == whole.cost.kernel_evaluations
+
+
+# ---------------------------------------------------------------------------------------------- batching helpers
+
+
+def test_flatten_leading_and_with_ones():
+    """One (B, n, c) stack per input, the leading shape to restore, and [V, 1] in V's dtype."""
+    from kdetheory.attention._batch import flatten_leading, with_ones
+
+    g = np.random.default_rng(0)
+    Q, V = g.standard_normal((2, 3, 5, 4)), g.standard_normal((2, 3, 7, 2)).astype(np.float32)
+    Qb, Vb, lead = flatten_leading(Q, V)
+    assert lead == (2, 3) and Qb.shape == (6, 5, 4) and Vb.shape == (6, 7, 2)
+    np.testing.assert_array_equal(Qb.reshape(lead + Qb.shape[-2:]), Q)
+    Q2, lead2 = flatten_leading(Q[0, 0])
+    assert lead2 == () and Q2.shape == (1, 5, 4)
+    V1 = with_ones(V, np)
+    assert V1.shape == (2, 3, 7, 3) and V1.dtype == np.float32
+    np.testing.assert_array_equal(V1[..., :2], V)
+    np.testing.assert_array_equal(V1[..., 2], 1.0)
+    with pytest.raises(ValueError, match=r"^arrays\[1\]: got leading axes \(3,\) but arrays\[0\] has \(2, 3\)"):
+        flatten_leading(Q, V[0])
+    with pytest.raises(TypeError, match="^flatten_leading: got no arrays"):
+        flatten_leading()

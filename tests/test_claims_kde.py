@@ -138,9 +138,12 @@ def test_variance_vs_density_sampling_bound(monkeypatch):
 
 def test_runtime_vs_diameter_saturated_is_not_holds(monkeypatch):
     monkeypatch.setitem(theorem_2_1_kde.RUNTIME_SIZES, "quick", (128, (0.5, 1.0, 2.0)))
+    # adaptive sizing at n = 128 and large c saturates too (the stopped counts reach the cap of 1.5 n)
+    monkeypatch.setitem(theorem_2_1_kde.ADAPTIVE_RUNTIME_SIZES, "quick", (128, (2.0, 4.0, 8.0)))
     res = theorem_2_1_kde.run_runtime_diameter()
     _well_formed(res, "kde_runtime_vs_diameter")
-    rows = [res.measured[f"{k}/{s}"] for k in theorem_2_1_kde.RUNTIME_KDES for s in theorem_2_1_kde.STAGES]
+    kdes = theorem_2_1_kde.RUNTIME_KDES + (theorem_2_1_kde.ADAPTIVE_KDE,)
+    rows = [res.measured[f"{k}/{s}"] for k in kdes for s in theorem_2_1_kde.STAGES]
     assert all(len(r["work_fraction"]) == 3 for r in rows)
     if all(r["unsaturated_points"] < 3 for r in rows):  # nothing to fit: the exponential law is not observable
         assert res.verdict == "inconclusive"

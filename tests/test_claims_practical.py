@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from kdetheory.datasets import real_data_available
+from kdetheory.datasets import missing_real_data, real_data_available
 from proofs_checks import angular_lsh, figure_2_stable_rank, figure_4_budget, flop_ratios, practical_estimator
 from proofs_checks._harness import VERDICTS, ClaimResult
 
@@ -126,7 +126,7 @@ def test_figure_2_record_well_formed(monkeypatch):
         assert 0 <= res.measured["heads_reduced"] <= 72
         assert fig["real_ratio"].shape == (6, 12)
     else:
-        assert res.verdict == "skipped" and res.details == "skipped: real data not installed"
+        assert res.verdict == "skipped" and res.details == f"skipped: {missing_real_data('minilm')}"
 
 
 def test_figure_4_record_well_formed(monkeypatch):

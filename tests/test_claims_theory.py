@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import math
 
 import numpy as np
 import pytest
 
+from figures import fig_runtime
 from kdetheory.amm import sampling_probabilities
 from kdetheory.attention import row_sums, softmax_attention
 from kdetheory.kde import exp_kde
@@ -24,8 +26,10 @@ from kdetheory.linalg import stable_rank
 from proofs_checks import corollary_3_4_runtime as cor
 from proofs_checks import figure_4_budget as fig4
 from proofs_checks import lemma_3_1_amm as lem
+from proofs_checks import theorem_2_1_kde as t21
 from proofs_checks import theorem_3_3_wexpkde as t33
 from proofs_checks import theorem_3_4_attention as t34
+from proofs_checks._harness import save_claim_data
 from proofs_checks._verdicts import mean_bias_verdict
 
 kdeformer_module = importlib.import_module("kdetheory.attention.kdeformer")
@@ -155,11 +159,226 @@ def test_sampling_threshold_is_where_budgets_fall_below_n():
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Corollary 3.4 decided by adaptive sizing; a work count inflated by n cannot hold
+
+#: sizes of the tiny corollary run: adaptive sizing samples from n = 1024 on this instance family (eps = 0.9)
+COROLLARY_TINY = {"adaptive": (1024, 1536, 2048, 3072, 4096), "worst_case": (256, 512)}
+
+
+@pytest.fixture(scope="module")
+def corollary_memo():
+    """kde_work results of the tiny run, computed once (fresh instance and seed per size) and re-read by the
+    mutants, so a mutant changes only what it says it changes."""
+    memo, real = {}, cor.kde_work
+
+    def memoised(n, gen, sizing="adaptive", backend="auto"):
+        if (n, sizing) not in memo:
+            memo[n, sizing] = real(n, gen, sizing, backend)
+        return dict(memo[n, sizing])
+
+    return memoised
+
+
+def _corollary(monkeypatch, memo, inflate=None):
+    monkeypatch.setitem(cor.SIZES, "quick", COROLLARY_TINY)
+
+    def work(n, gen, sizing="adaptive", backend="auto"):
+        r = memo(n, gen, sizing, backend)
+        if inflate is not None:
+            r["kde_work"], r["total_work"] = inflate(n, r["kde_work"]), inflate(n, r["total_work"])
+        return r
+
+    monkeypatch.setattr(cor, "kde_work", work)
+    return cor.run("quick", rng=0)
+
+
+def test_corollary_decided_by_adaptive_runs(monkeypatch, corollary_memo, tmp_path):
+    res = _corollary(monkeypatch, corollary_memo)
+    save_claim_data(res.name, res.figure_data, tmp_path)
+    assert all(p.stat().st_size > 0 for p in fig_runtime.make(tmp_path, tmp_path / "fig"))
+    runs, fit = res.measured["adaptive_runs"], res.measured["adaptive_exponents"]
+    assert all(max(r["fractions"].values()) < 1 for r in runs)  # every adaptive size sampled
+    assert fit["n_sampled"] == list(COROLLARY_TINY["adaptive"])
+    lo, hi = fit["kde_work"]["ci"]
+    assert 1.0 <= fit["kde_work"]["exponent"] <= 1 + cor.C_DIAMETER + 0.1 and lo <= hi < 2
+    assert res.verdict == "holds" and res.measured["parts"]["adaptive"] == "holds"
+    worst = res.measured["parts"]["worst_case"]
+    assert worst.startswith("inconclusive (exact regime") and str(cor.sampling_threshold(1.0)) in worst
+    assert all(r["fractions"]["row_sums_kde"] >= 1 for r in res.measured["worst_case_runs"])
+    cross = res.measured["crossover"]["below_n2"]
+    assert cross is not None and cross["n"] == next(r["n"] for r in runs if r["total_work"] < r["n"] ** 2)
+    assert {"seconds", "total_work"} <= set(fit)
+
+
+def test_corollary_work_inflated_by_n_fails(monkeypatch, corollary_memo):
+    """Mutant: every counted work multiplied by n (a stage secretly doing n per query): exponent > 2."""
+    res = _corollary(monkeypatch, corollary_memo, inflate=lambda n, w: w * n)
+    assert res.verdict == "fails", res.details
+
+
+def test_corollary_needs_three_sampled_sizes(monkeypatch, corollary_memo):
+    monkeypatch.setitem(cor.SIZES, "quick", {"adaptive": (256, 512, 1024), "worst_case": (256,)})
+    monkeypatch.setattr(cor, "kde_work", corollary_memo)
+    res = cor.run("quick", rng=0)
+    assert res.verdict == "inconclusive" and res.measured["parts"]["adaptive"].startswith("inconclusive (exact")
+
+
+def test_corollary_helpers_validate_and_fit():
+    with pytest.raises(ValueError, match="sizing"):
+        cor.kde_work(1024, np.random.default_rng(0), sizing="fast")
+    runs = [{"n": n, "kde_work": n**1.5, "total_work": 2 * n**1.5, "seconds": 1e-6 * n,
+             "fractions": {"row_sums_kde": 0.5, "column_norm_kde": 0.5}} for n in (100, 200, 400, 800)]
+    fit = cor.work_exponents(runs)
+    assert math.isclose(fit["kde_work"]["exponent"], 1.5) and math.isclose(fit["seconds"]["exponent"], 1.0)
+    assert cor.work_exponents(runs[:2]) is None
+    assert cor.crossover(runs, 1.0) == {"n": 100, "at_smallest_size": True}
+    assert cor.crossover(runs, 0.1) == {"n": 800, "at_smallest_size": False}  # 2 n^1.5 < 0.1 n^2 only for n > 400
+    assert cor.crossover(runs, 0.01) is None
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Theorem 3.4 with adaptive sizing: the row-sum stage samples in every run; a D~ outside 1 +- eps/3 fails
+
+
+def _tiny_adaptive_theorem(monkeypatch):
+    monkeypatch.setitem(t34.SIZES, "quick", {"adaptive": (16, 4096, 8, 0.9)})
+    return t34.run("quick", rng=0)
+
+
+def test_theorem_3_4_adaptive_rows_decided_on_sampling_path(monkeypatch):
+    res = _tiny_adaptive_theorem(monkeypatch)
+    m = res.measured["adaptive"]
+    assert m["trials"] == t34.trials_needed() and m["work_fraction"]["wf_rows"] < 1  # max over runs
+    assert res.measured["parts"]["adaptive: step 1 rows within 1+-eps/3"] == "holds"
+    # adaptive stopping is not unbiased: its bias statistics are diagnostics, never deciding parts
+    assert set(m["diagnostics"]) == {"D~ unbiased", "output unbiased"}
+    assert not any("unbiased" in k for k in res.measured["parts"])
+    assert res.verdict in ("holds", "inconclusive"), res.details
+
+
+def test_theorem_3_4_adaptive_catches_row_sums_off_by_half(monkeypatch):
+    """Mutant: D~ x 1.5 (outside the 1 +- eps/3 band) on the adaptive path: step 1 fails, so the claim fails."""
+    _biased_kdeformer(monkeypatch, "row_sums", factor=1.5)
+    res = _tiny_adaptive_theorem(monkeypatch)
+    assert res.measured["parts"]["adaptive: step 1 rows within 1+-eps/3"] == "fails"
+    assert res.verdict == "fails"
+
+
+def test_statement_verdicts_let_a_sampling_sizing_decide():
+    exact = "inconclusive (exact regime: work fraction 1.55)"
+    parts = {"worst_case: eq. (2)": exact, "adaptive: eq. (2)": "holds", "worst_case: step 1": "holds",
+             "adaptive: step 1": "fails", "worst_case: step 2": exact, "adaptive: step 2": exact,
+             "worst_case: bias": "inconclusive (too few trials)", "adaptive: bias": "holds"}
+    assert t34.statement_verdicts(parts) == {"eq. (2)": "holds", "step 1": "fails", "step 2": "inconclusive",
+                                             "bias": "inconclusive"}
+
+
+def test_kde_factory_rejects_unknown_sizing():
+    with pytest.raises(ValueError, match="sizing"):
+        t34.kde_factory("fast")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# KDE-stage work versus the diameter with adaptive sizing; work growing like e^{2 gamma^2} fails
+
+
+def _tiny_diameter(monkeypatch, memo, inflate=False):
+    monkeypatch.setitem(t21.RUNTIME_SIZES, "quick", (128, (0.5, 1.0, 2.0)))
+    monkeypatch.setitem(t21.ADAPTIVE_RUNTIME_SIZES, "quick", (1024, (0.03125, 0.0625, 0.125, 0.25)))
+    real = t21._diameter_work
+
+    def work(kdes, n, cs, gens, backend):
+        key = (tuple(kdes), n, tuple(cs))
+        if key not in memo:
+            memo[key] = real(kdes, n, cs, gens, backend)
+        gamma2 = np.array(cs) * math.log(n)
+        grow = np.exp(2 * (gamma2 - gamma2.max())) if inflate else 1.0  # e^{2 gamma^2}, <= 1: stays unsaturated
+        return {k: w * grow for k, w in memo[key].items()}
+
+    monkeypatch.setattr(t21, "_diameter_work", work)
+    return t21.RUNTIME_DIAMETER.run("quick", rng=0)
+
+
+@pytest.fixture(scope="module")
+def diameter_memo():
+    return {}
+
+
+def test_runtime_vs_diameter_adaptive_slopes_fitted(monkeypatch, diameter_memo):
+    res = _tiny_diameter(monkeypatch, diameter_memo)
+    for s in t21.STAGES:
+        row = res.measured[f"{t21.ADAPTIVE_KDE}/{s}"]
+        assert row["unsaturated_points"] >= 3 and "slope" in row
+        assert row["verdict"] != "fails", res.details
+        assert row["matches_expected_slope"] is not None
+    assert all(res.measured[f"{k}/{s}"]["unsaturated_points"] == 0 for k in t21.RUNTIME_KDES for s in t21.STAGES)
+    assert res.verdict in ("holds", "inconclusive")
+
+
+def test_runtime_vs_diameter_catches_work_growing_like_exp_two_gamma2(monkeypatch, diameter_memo):
+    """Mutant: adaptive KDE-stage work times e^{2 gamma^2}: the slope exceeds tau + tolerance, so it fails."""
+    res = _tiny_diameter(monkeypatch, diameter_memo, inflate=True)
+    assert res.verdict == "fails", res.details
+
+
+# ------------------------------------------------------------------------------------------------------------
+# benchmarks/theory_scaling: the blocked references of eq. (2) against dense ones (same code runs on CuPy)
+
+
+def test_theory_scaling_blocked_norms_match_dense(monkeypatch):
+    from benchmarks import theory_scaling as ts
+    from kdetheory import _config
+
+    Q, K, V = ts.instance(300, 8, 1.0, 0, np, np.float64)
+    assert np.sqrt(((Q[:, None] - K[None]) ** 2).sum(-1)).max() ** 2 <= math.log(300) + 1e-9  # c ln n
+    monkeypatch.setattr(_config, "CHUNK_BYTES", 8 * 300 * 7)  # key blocks of 7: many blocks and a ragged last
+    P = np.exp(Q @ K.T - row_sums(Q, K, log=True)[:, None])
+    np.testing.assert_allclose(ts.log_row_sums(Q, K, np), row_sums(Q, K, log=True), rtol=1e-12)
+    bound, converged = ts.attention_matrix_norm(Q, K, np, 300)
+    assert converged and math.isclose(bound, np.linalg.norm(P, 2), rel_tol=1e-6)
+    few, _ = ts.attention_matrix_norm(Q, K, np, 1)
+    assert 1.0 <= few <= np.linalg.norm(P, 2) * (1 + 1e-12)  # a lower bound at any iteration count
+    out = softmax_attention(Q, K, V) + 0.01 * np.random.default_rng(1).standard_normal(V.shape)
+    want = np.linalg.norm(out - softmax_attention(Q, K, V), 2) / (np.linalg.norm(P, 2) * np.linalg.norm(V, 2))
+    assert math.isclose(ts.eq2_error(out, softmax_attention(Q, K, V), V, bound), want, rel_tol=1e-6)
+
+
+def test_theory_scaling_sdpa_matches_exact():
+    pytest.importorskip("torch")
+    from benchmarks import theory_scaling as ts
+
+    Q, K, V = ts.instance(200, 16, 0.5, 3, np, np.float32)
+    np.testing.assert_allclose(ts.sdpa(Q, K, V), softmax_attention(Q, K, V), rtol=1e-4, atol=1e-5)
+
+
+def test_theory_scaling_crossover_and_budget(tmp_path):
+    from benchmarks import theory_scaling as ts
+
+    sampled = {"row_sums_kde": 0.5, "column_norm_kde": 0.5}
+    rows = [{"n": n, "exact_ours_s": 1e-6 * n**2,
+             "kdeformer": {"adaptive": {"seconds": 1e-3 * n, "fractions": dict(sampled)}}}
+            for n in (256, 512, 1024, 2048)]
+    cross = ts.crossover(rows, "adaptive", "ours")  # 1e-6 n^2 > 1e-3 n from n > 1000
+    assert cross["n"] == 1024 and math.isclose(cross["exact_over_kdeformer"], 1.024) and not cross["first_size_run"]
+    assert ts.crossover(rows, "adaptive", "sdpa") is None
+    rows[2]["kdeformer"]["adaptive"]["fractions"] = {"row_sums_kde": 0.5, "column_norm_kde": 1.0}  # exact stage
+    assert ts.crossover(rows, "adaptive", "ours")["n"] == 2048
+    with pytest.raises(SystemExit):
+        ts.parse(["--sizes", "512", "256"])
+    out = tmp_path / "ts"
+    ts.main(["--sizes", "64", "128", "256", "--exact", "ours", "--budget-s", "600", "--out", str(out)])
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert [r["n"] for r in record["rows"]] == [64, 128, 256]
+    assert all(r["kdeformer"]["adaptive"]["eq2_error_kind"] == "exact" for r in record["rows"])
+    assert "Exponents" in out.with_suffix(".md").read_text()
+
+
+# ------------------------------------------------------------------------------------------------------------
 # Teeth: a 5 % bias makes the unbiasedness parts fail
 
 
 def _biased_kdeformer(monkeypatch, field, factor=1.05):
-    """Algorithm 1 with its sampled product (``field="output"``) or its D~ (``"row_sums"``) biased by 5 %."""
+    """Algorithm 1 with its sampled product (``field="output"``) or its D~ (``"row_sums"``) biased by ``factor``."""
     real = kdeformer_module.kdeformer
 
     def biased(*args, **kwargs):
@@ -203,8 +422,8 @@ def test_attention_run_catches_sampling_without_column_norms(monkeypatch):
         values_only = sampling_probabilities(np.ones(K.shape[0]), np.sum(V * V, axis=1))
         return dataclasses.replace(res, probabilities=values_only)
 
-    Q, K, V = t34.ball_instance(32, 2000, 16, t34.SIZES["quick"][3], np.random.default_rng(2), t34.QUERY_CLUSTERS,
-                                t34.SPREAD)
+    radius = t34.SIZES["quick"]["worst_case"][3]
+    Q, K, V = t34.ball_instance(32, 2000, 16, radius, np.random.default_rng(2), t34.QUERY_CLUSTERS, t34.SPREAD)
     ref = t34.dense_reference(Q, K, V)
     assert t34.attention_run(Q, K, V, ref, np.random.default_rng(0))["shares_ok"]
     monkeypatch.setattr(t34, "kdeformer", without_column_norms)

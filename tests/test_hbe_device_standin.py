@@ -61,6 +61,58 @@ def test_standin_matches_host_reference(form, sizing, dtype):
     assert np.all(ref.hash_evaluations > 0)  # the tables answered
 
 
+class FusedStandIn(StandIn):
+    """The driver's fused-kernel route on NumPy arrays, the kernel emulated by :func:`_emulated_fused`."""
+
+    _fused = True
+
+
+def _emulated_fused(Xh, Yh, rows, level, codes, u, table0, n_groups=0, Z=None, est=None, kev=None):
+    """``fused_sample_samples``' contract (outputs filled in place; query i is row ``rows[i]`` of the full ``Yh``)
+    computed by the namespace path it is tested against on the GPU (tests/gpu/test_hbe_gpu.py)."""
+    from kdetheory.kde._mom import median_of_means
+
+    T, m, _ = codes.shape
+    est, kev = (np.empty(m) if a is None else a for a in (est, kev))  # allocated when omitted
+    assert Z.shape == (m, T) and Z.flags.c_contiguous and rows.shape == (m,) and rows.dtype == np.int64
+    assert est.shape == kev.shape == (m,) and est.flags.c_contiguous and kev.flags.c_contiguous
+    Zr, kr = _hbe.device_sample_samples(Xh, Yh[rows], None, level, codes, u, table0)
+    Z[...], kev[...] = Zr, kr
+    if n_groups:
+        est[...] = median_of_means(Zr, n_groups)
+    return Z, est, kev
+
+
+@pytest.mark.parametrize("sizing", ["worst_case", "adaptive"])
+def test_fused_route_of_the_driver_matches_host_reference(monkeypatch, sizing):
+    """The driver's fused route (rows passed instead of gathered queries, outputs written into slices of one
+    (2, m) array, counts as whole floats, chunks over queries) gives the host reference's answers exactly, with
+    one transfer per level visited (adaptive sizing: per batch of tables). Small chunks force several query chunks
+    per level."""
+    from kdetheory import _config
+
+    monkeypatch.setattr(_hbe, "fused_sample_samples", _emulated_fused)
+    monkeypatch.setattr(_config, "CHUNK_BYTES", 2**14)
+    X, Y, _ = _instance()
+    w = np.random.default_rng(5).uniform(0.2, 3.0, X.shape[0])
+    kw = _kw(sizing=sizing, weights=w, backend="numpy")
+    ref = HashingBasedKDE(X, rng=3, **kw).query(Y, rng=4)
+    sizes = _counting_to_numpy(monkeypatch)
+    calls = _counting_level_calls(monkeypatch, FusedStandIn)
+    est = FusedStandIn(X, rng=3, **kw)
+    build = len(sizes)
+    dev = est.query(Y, rng=4)
+    np.testing.assert_allclose(dev.estimate, ref.estimate, rtol=1e-12)
+    for field in ("kernel_evaluations", "hash_evaluations", "samples", "levels_visited", "below_mu_min"):
+        np.testing.assert_array_equal(getattr(dev, field), getattr(ref, field), err_msg=field)
+    if sizing == "worst_case":
+        assert sizes[build:] == [2 * c for c in calls], (sizes[build:], calls)
+    else:  # each batch of the stopping rule: its samples and counts in one transfer
+        assert calls and len(sizes[build:]) == len(calls), (sizes[build:], calls)
+    assert _config.block_shape(Y.shape[0], est.levels[-1].n_tables, 8,
+                               temporaries=4 * (est.levels[-1].k + X.shape[1] + 4))[0] < Y.shape[0]  # chunked
+
+
 def test_standin_tables_equal_host_tables():
     """Every array of a level's device tables equals the host ``BucketTables`` of the same build."""
     X, _, _ = _instance()
@@ -84,19 +136,34 @@ def _counting_to_numpy(monkeypatch):
     return sizes
 
 
+def _counting_level_calls(monkeypatch, cls):
+    calls = []
+    real = cls._level_samples
+
+    def counted(self, *a, **k):
+        calls.append(a[3].size)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(cls, "_level_samples", counted)
+    return calls
+
+
 def test_standin_moves_only_per_query_vectors(monkeypatch):
-    """Build and worst-case query of the device path hand the driver nothing larger than one value per query
-    (the host path moves every level's (T, s, k) keys and its (m, T) samples: the check has teeth)."""
+    """Build and worst-case query of the device path hand the driver one transfer per level visited, of one
+    estimate and one count per query (the host path moves every level's (T, s, k) keys and its (m, T) samples:
+    the check has teeth)."""
     X, Y, _ = _instance()
     sizes = _counting_to_numpy(monkeypatch)
+    calls = _counting_level_calls(monkeypatch, StandIn)
     dev = StandIn(X, rng=2, backend="numpy", **_kw())
     build_sizes = list(sizes)
     dev.query(Y, rng=3)
     assert max(build_sizes, default=0) <= 1, build_sizes  # the bound of the key type only
-    assert sizes[len(build_sizes):] and max(sizes[len(build_sizes):]) <= Y.shape[0]
+    query_sizes = sizes[len(build_sizes):]
+    assert calls and query_sizes == [2 * c for c in calls], (query_sizes, calls)  # one (2, m_j) array per level
     sizes.clear()
     HashingBasedKDE(X, rng=2, backend="numpy", **_kw()).query(Y, rng=3)
-    assert max(sizes) > Y.shape[0]  # the host path does move tables and samples
+    assert max(sizes) > 2 * Y.shape[0]  # the host path does move tables and samples
 
 
 def test_resalt_keeps_buckets_exact(monkeypatch):
@@ -139,3 +206,19 @@ def test_segment_search_matches_searchsorted(side):
     got = _hbe.segment_search(values, lo, hi, targets, side, int(lens.max()).bit_length() + 1)
     expect = [a + np.searchsorted(values[a:b], v, side=side) for a, b, v in zip(lo, hi, targets)]
     np.testing.assert_array_equal(got, expect)
+
+
+def test_fused_kernel_rejects_bad_groups_and_key_types():
+    """Input checks of the fused kernel (they run before CuPy is imported, so on any machine)."""
+    import types
+
+    tab = types.SimpleNamespace(bucket_key=np.zeros((1, 2), np.int32))
+    lev = types.SimpleNamespace(tables=tab)
+    codes = np.zeros((6, 3, 2), np.int64)
+    with pytest.raises(ValueError, match="n_groups"):
+        _hbe.fused_sample_samples(None, None, None, lev, codes, None, 0, 4)
+    with pytest.raises(ValueError, match="n_groups"):
+        _hbe.fused_sample_samples(None, None, None, lev, codes, None, 0, -1)
+    tab.bucket_key = np.zeros((1, 2), np.uint16)
+    with pytest.raises(TypeError, match="bucket_key"):
+        _hbe.fused_sample_samples(None, None, None, lev, codes, None, 0, 3)

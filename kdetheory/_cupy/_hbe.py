@@ -11,7 +11,11 @@ host reference (:class:`~kdetheory.lsh.euclidean.BucketTables` and ``_sample_num
 * lookup: a segmented binary search of the query's mix in its table's bucket mixes, then a
   compare of the full integer key;
 * sampling: a segmented binary search of ``rank + u`` in ``cdf_key``; kernel / collision ratio on
-  the device.
+  the device;
+* fused (CuPy, form "sample", ``_config.HBE_FUSED``): :func:`fused_sample_samples` does all of the
+  above, and the median of means, for a chunk of queries at one level in one launch of ``hbe.cu``
+  (about 40 namespace calls otherwise); the namespace functions stay the reference it is tested
+  against and the fallback when the knob is off.
 
 Every function is namespace generic: with CuPy arrays it runs on the GPU; with NumPy arrays it is
 a step-by-step stand-in of the device path that gives the host reference's values (same sort
@@ -28,8 +32,9 @@ Host steps (stated, and counted where they move data):
   estimator's generator (the reference's stream) and uploads them once per level (``T k d``
   floats, ``T s`` indices); it reads back one boolean per level and salt (the mix check);
 * a query reads back nothing here; the driver's adaptive search moves one estimate and one count
-  per query and level to the host (``kdetheory.kde.hbe``), never a table or a sample matrix
-  (the adaptive sizing's stopping rule, which runs on the host, does read its batches of samples);
+  per query and level to the host in one transfer (``kdetheory.kde.hbe``), never a table or a
+  sample matrix (the adaptive sizing's stopping rule, which runs on the host, does read its
+  batches of samples);
 * the whole-bucket form reads back one integer per call (the number of gathered members).
 """
 from __future__ import annotations
@@ -38,8 +43,10 @@ import math
 
 import numpy as np
 
+from ..kde._base import squared_distances
+
 __all__ = ["DeviceBucketTables", "device_bucket_samples", "device_sample_samples", "device_uniforms",
-           "key_mix", "log_p1"]
+           "fused_sample_samples", "key_mix", "log_p1"]
 
 _MIX_MULT = 0x9E3779B97F4A7C15
 _MIX_SEED = 0xCBF29CE484222325
@@ -157,6 +164,13 @@ _KERNEL_SOURCES = {
             x ^= x >> 29;
         }
         h = x;"""),
+    # splitmix64 of a counter (device_uniforms): the top 53 bits as a double in [0, 1)
+    "uniforms": ("uint64 seed", "float64 u", """
+        unsigned long long z = seed + (unsigned long long)(i + 1) * 0x9E3779B97F4A7C15ULL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        z ^= z >> 31;
+        u = (double)(z >> 11) * 1.1102230246251565e-16;"""),
     # exp(-r^2) / p1(r / w)^k with log p1 as in log_p1
     "kernel_over_collision": ("float64 r2, float64 k, float64 width", "float64 out", """
         double c = sqrt(r2) / width;
@@ -275,16 +289,22 @@ class DeviceBucketTables:
 
 
 def device_uniforms(gen, shape, xp):
-    """Uniforms of the draws: on the GPU from a device generator seeded by ``gen`` (nothing uploaded);
-    with the NumPy stand-in ``gen.random(shape)``, the host reference's stream."""
+    """Uniforms of the draws, in ``[0, 1)``.
+
+    With the NumPy stand-in: ``gen.random(shape)``, the host reference's stream. On the GPU: one
+    launch of a counter-based generator seeded by one draw of ``gen`` (nothing uploaded, no
+    generator state): entry ``i`` (C order) is the top 53 bits of the ``(i + 1)``-th output of
+    SplitMix64 started at the seed, times ``2^-53`` (Steele, Lea, Flood, OOPSLA 2014; finaliser
+    constants of Vigna). A cuRAND generator per call instead costs an allocation and a reseed,
+    milliseconds per call for XORWOW, about the whole query's budget. This is the package's one
+    documented exception to "same seed, same result on every backend": the GPU draws differ from
+    the host's, the estimator and its distribution do not.
+    """
     if xp is np:
         return gen.random(shape)
-    return xp.random.RandomState(int(gen.integers(2**63))).random_sample(shape, dtype=xp.float64)
-
-
-def _squared_distances(A, B):
-    D = A - B
-    return _xp_of(D).einsum("...j,...j->...", D, D)
+    out = xp.empty(shape, dtype=xp.float64)
+    _cuda_kernel(xp, "uniforms")(np.uint64(gen.integers(2**63)), out)
+    return out
 
 
 def device_sample_samples(Xh, Yq, weights, level, codes, u, table0):
@@ -310,11 +330,77 @@ def device_sample_samples(Xh, Yq, weights, level, codes, u, table0):
     pos = tab.draw(bucket, u, table0)
     hit = pos >= 0
     a = tab.members[xp.where(hit, pos, 0)]
-    r2 = _squared_distances(Xh[a], Yq[None, :, :])
+    T, m = a.shape
+    r2 = squared_distances(Xh[a.ravel()], xp.broadcast_to(Yq, (T, m, Yq.shape[1])).reshape(T * m, -1)).reshape(T, m)
     val = tab.bucket_weight[xp.where(hit, bucket, 0)] / level.size * \
         kernel_over_collision(r2, level.k, level.width)
     Z = xp.where(hit, val, 0.0)
     return Z.T, hit.sum(axis=0).astype(xp.int64)
+
+
+#: threads per block of the fused level kernel (one block per query walks its tables)
+_FUSED_THREADS = 128
+
+
+def fused_sample_samples(Xh, Yh, rows, level, codes, u, table0, n_groups=0, Z=None, est=None, kev=None):
+    """One launch of ``hbe.cu``'s ``hbe_sample_level``: :func:`device_sample_samples` (and the median of means
+    of ``kdetheory.kde._mom``) fused, for CuPy arrays.
+
+    Same estimator and the same arithmetic as the namespace path (the same mix, searches, draw and kernel /
+    collision ratio); only the order of the ``d`` terms of ``r^2`` and of a group's sum may differ, so the
+    values agree to rounding (about 1e-15 relative).
+
+    Parameters
+    ----------
+    Xh : (n, d) float64 cupy array
+        Rescaled data.
+    Yh : (M, d) float64 cupy array
+        Rescaled queries; query ``i`` of this call is row ``rows[i]`` (no gathered copy).
+    rows : (m,) int64 cupy array
+    level : HBELevel whose ``tables`` is a :class:`DeviceBucketTables`
+    codes : (T, m, k) integer cupy array
+        Query keys in tables ``table0 .. table0 + T - 1`` (``hash_points``'s output; its transpose is
+        contiguous, so nothing is copied).
+    u : (T, m) float64 cupy array
+        Uniforms of the draws.
+    table0 : int
+    n_groups : int, default 0
+        ``> 0``: also the median over ``n_groups`` contiguous groups of tables of the group means (``T`` must
+        be a multiple of it); 0: samples and counts only.
+    Z, est, kev : cupy arrays, optional
+        Outputs to fill: (m, T) float64 C-contiguous; (m,) float64 contiguous each (``est`` only read when
+        ``n_groups > 0``). Allocated when omitted.
+
+    Returns
+    -------
+    Z : (m, T) float64; est : (m,) float64 (undefined where ``n_groups == 0``); kev : (m,) float64 kernel
+    evaluations (whole numbers), all cupy arrays.
+    """
+    tab = level.tables
+    T, m, k = codes.shape
+    if n_groups < 0 or (n_groups and T % n_groups):
+        raise ValueError(f"n_groups: got {n_groups} for {T} tables; pass 0 or a divisor of the table count.")
+    if tab.bucket_key.dtype.name not in ("int32", "int64"):
+        raise TypeError(f"level.tables.bucket_key: got dtype {tab.bucket_key.dtype}; the fused kernel reads int32 "
+                        "or int64 keys (build the tables with kdetheory.kde.HashingBasedKDE).")
+    import cupy as cp
+
+    from ._module import hbe_kernel
+
+    Z = cp.empty((m, T)) if Z is None else Z
+    est = cp.empty(m) if est is None else est
+    kev = cp.empty(m) if kev is None else kev
+    if m == 0:
+        return Z, est, kev
+    keys = cp.ascontiguousarray(codes.transpose(1, 0, 2), dtype=cp.int64)  # (m, T, k): a view of the GEMM output
+    seed = np.uint64((_MIX_SEED + tab.salt * _MIX_MULT) % 2**64)
+    args = (keys, tab.bucket_mix, tab.bucket_key, tab.bucket_ptr, tab.first, tab.last, tab.members,
+            tab.bucket_weight, tab.cdf_key, cp.ascontiguousarray(Xh, dtype=cp.float64),
+            cp.ascontiguousarray(Yh, dtype=cp.float64), cp.ascontiguousarray(rows, dtype=cp.int64),
+            cp.ascontiguousarray(u, dtype=cp.float64), np.int32(m), np.int32(T), np.int32(k), np.int32(Xh.shape[1]),
+            np.int64(tab.size), np.int64(table0), seed, np.float64(level.width), np.int32(n_groups), Z, est, kev)
+    hbe_kernel(tab.bucket_key.dtype.name)((m,), (_FUSED_THREADS,), args, shared_mem=8 * max(n_groups, 1))
+    return Z, est, kev
 
 
 def device_bucket_samples(Xh, Yq, weights, level, codes, u, table0):
@@ -333,7 +419,7 @@ def device_bucket_samples(Xh, Yq, weights, level, codes, u, table0):
     pos = tab.first[b][owner] + i - (ends - lens)[owner]
     a = tab.members[pos]
     qq = owner % m
-    vals = weights[a] * kernel_over_collision(_squared_distances(Xh[a], Yq[qq]), level.k, level.width)
+    vals = weights[a] * kernel_over_collision(squared_distances(Xh[a], Yq[qq]), level.k, level.width)
     Z = xp.bincount(owner, weights=vals, minlength=T * m).reshape(T, m) / level.size
     kev = lens.reshape(T, m).sum(axis=0).astype(xp.int64)
     return Z.T, kev

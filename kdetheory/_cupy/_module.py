@@ -1,4 +1,4 @@
-"""Build, cache and launch-configure the CUDA module ``online_softmax.cu``."""
+"""Build, cache and launch-configure the CUDA modules ``online_softmax.cu`` and ``hbe.cu``."""
 from __future__ import annotations
 
 import functools
@@ -9,6 +9,7 @@ import numpy as np
 from .. import _config
 
 _SOURCE = Path(__file__).with_name("online_softmax.cu")
+_HBE_SOURCE = Path(__file__).with_name("hbe.cu")
 _THREADS = 256
 _SMEM_LIMIT = 227 * 1024  # per-block opt-in limit of Hopper (and Ampere A100: 163 KiB, checked at launch)
 
@@ -67,3 +68,14 @@ def multiprocessors():
     import cupy as cp
 
     return cp.cuda.Device().attributes["MultiProcessorCount"]
+
+
+@functools.lru_cache(maxsize=None)
+def hbe_kernel(key_dtype_name):
+    """``hbe_sample_level`` of ``hbe.cu`` for stored keys of dtype ``key_dtype_name`` ("int32" or "int64");
+    NVRTC compiles it once per key type."""
+    import cupy as cp
+
+    key = {"int32": "int", "int64": "long long"}[key_dtype_name]
+    return cp.RawModule(code=_HBE_SOURCE.read_text(), options=("-std=c++17", f"-DKD_KEY={key}")).get_function(
+        "hbe_sample_level")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._array import resolve_backend, to_namespace, to_numpy
+from .._array import namespace, resolve_backend, to_namespace, to_numpy
 from .._rng import as_generator
 from .._stream import lse_products_on
 from .._validation import check_int, check_matrix, check_open_unit, check_same_columns
@@ -115,21 +115,24 @@ def diameter_bound(Q, K):
         inequality makes each a valid bound). It is at most ``3 gamma`` and close to ``gamma`` when
         queries and keys fill the same ball; the density floor ``e^{-bound^2/2}/2`` derived from it
         is therefore valid but can be much smaller than Theorem 3.3's ``e^{-gamma^2/2}/2``.
-        Computed on the host (CuPy inputs are copied to host memory).
+        Computed in float64 in the namespace of the inputs (on the GPU for CuPy: only the
+        scalar bound comes back).
 
     References
     ----------
     KDEformer (Zandieh et al., ICML 2023), Theorems 3.3-3.4 (the diameter in the runtime).
     """
-    Qh = to_numpy(check_matrix("Q", Q)).astype(np.float64)
-    Kh = to_numpy(check_matrix("K", K)).astype(np.float64)
-    check_same_columns("Q", Qh, "K", Kh)
-    return min(radius(Qh, c) + radius(Kh, c) for c in (Qh.mean(axis=0), Kh.mean(axis=0)))
+    Q, K = check_matrix("Q", Q), check_matrix("K", K)
+    check_same_columns("Q", Q, "K", K)
+    namespace(Q, K)  # raises on mixed NumPy / CuPy
+    Q64, K64 = Q.astype(np.float64), K.astype(np.float64)
+    return min(radius(Q64, c) + radius(K64, c) for c in (Q64.mean(axis=0), K64.mean(axis=0)))
 
 
 def radius(X, c):
-    """``max_j ||x_j - c||`` (host arrays)."""
-    return float(np.sqrt(np.max(np.sum((X - c) ** 2, axis=1))))
+    """``max_j ||x_j - c||`` as a float, for an (n, d) array ``X`` and a (d,) centre ``c`` of one namespace."""
+    xp = namespace(X, c)
+    return float(xp.sqrt(xp.max(xp.sum((X - c) ** 2, axis=1))))
 
 
 def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, rng=None, backend="auto"):
@@ -178,8 +181,13 @@ def kdeformer(Q, K, V, *, eps, delta=0.1, n_samples=None, kde="hbe", scale=1.0, 
     exponential KDEs, sub-quadratic only for bounded diameter ``max ||q_i - k_j||^2 = O(log n)``
     (Corollary 3.4), plus ``O(n_q m d)``.
 
-    Backends: the two KDE stages run on the host (:class:`~kdetheory.kde.WeightedExpKDE` copies
-    CuPy inputs to host memory); the sampled product runs natively on the GPU for CuPy inputs.
+    Backends: every stage runs in the namespace of the inputs. For CuPy inputs the diameter
+    bound, the two weighted exponential KDEs (:class:`~kdetheory.kde.WeightedExpKDE`, whose
+    Gaussian KDEs run where their own docstrings say; ``functools.partial(RandomSamplingKDE,
+    sizing="adaptive")`` and ``"exact"`` stay on the GPU), the value norms and the sampled
+    product run on the GPU; only per-query and per-key vectors (log row sums, column norms,
+    sampling probabilities, sampled indices) and the ``d_v x d_v`` Gram matrix of ``V`` cross
+    to the host.
 
     References
     ----------
@@ -229,7 +237,7 @@ def _kdeformer(Qs, Ks, V, eps, delta, n_samples, kde, gens, xp, backend):
     # (inflated by the band, so the bound holds whenever the KDEs do).
     t = np.exp(log_c + 2 * np.log1p(eps / 3) - np.log1p(-COLUMN_NORM_EPS))
     srank_bound = float(min(n_k, n_q, max(1.0, t.sum() / max(n_q / n_k, t.max() / band))))
-    v_op = float(np.linalg.norm(to_numpy(V).astype(np.float64), 2))
+    v_op = _spectral_norm(V)
     srank_v = float(v_sq.sum() / v_op**2) if v_op > 0 else 1.0
     if n_samples is None:
         n_samples = required_samples(eps / 3, delta / 3, srank_bound, max(1.0, srank_v), n_q + V.shape[1], c=lemma_c)
@@ -259,6 +267,17 @@ def _kdeformer(Qs, Ks, V, eps, delta, n_samples, kde, gens, xp, backend):
         indices=S.indices, probabilities=p, n_samples=int(n_samples), column_norms=t,
         srank_bound=srank_bound, lemma_constant=lemma_c, cost=cost,
     )
+
+
+def _spectral_norm(V):
+    """``||V||_2`` in float64. NumPy: LAPACK's SVD, as always. CuPy: the top eigenvalue of the ``d_v x d_v``
+    Gram matrix formed on the device (the only thing copied; perfectly conditioned, see
+    ``kdetheory.linalg._gram_norm``), instead of a host copy of V."""
+    V64 = V.astype(np.float64)
+    if namespace(V) is np:
+        return float(np.linalg.norm(V64, 2))
+    G = to_numpy(V64.T @ V64)
+    return float(np.sqrt(max(np.linalg.eigvalsh(G)[-1], 0.0)))
 
 
 def _sampled_product(Qs, Ks, V, S, log_d, xp, backend):

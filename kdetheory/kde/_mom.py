@@ -18,6 +18,9 @@ import math
 import numpy as np
 from scipy.stats import binom
 
+from .. import _config
+from .._array import namespace
+
 __all__ = ["mom_shape", "median_of_means", "failure_bound", "bernstein_stop", "bernstein_min_samples"]
 
 
@@ -119,7 +122,9 @@ def bernstein_stop(draw, m, eps, delta, value_range, max_samples, floor=0.0):
     ----------
     draw : callable ``(idx, t0, t1) -> (len(idx), t1 - t0) float64 array``
         Samples ``t0 .. t1-1`` of the streams ``idx``: independent and identically distributed
-        per stream, in ``[0, value_range]``, with mean ``mu_i``.
+        per stream, in ``[0, value_range]``, with mean ``mu_i``. NumPy or CuPy: the running
+        state and the results live in the namespace of the first batch. ``idx`` is a host int64
+        array at the first call and an array of that namespace afterwards.
     m : int
         Number of streams (queries).
     eps, delta : float
@@ -134,12 +139,13 @@ def bernstein_stop(draw, m, eps, delta, value_range, max_samples, floor=0.0):
 
     Returns
     -------
-    estimate : (m,) float64 ndarray
+    estimate : (m,) float64 array
         NaN where the stream did not stop within ``max_samples``.
-    used : (m,) int64 ndarray
+    used : (m,) int64 array
         Samples drawn per stream.
-    below : (m,) bool ndarray
+    below : (m,) bool array
         Streams stopped by ``floor`` (their estimate is not (1 +- eps)-accurate).
+        All three in the namespace of the samples (NumPy arrays when ``m = 0``).
 
     Notes
     -----
@@ -158,44 +164,76 @@ def bernstein_stop(draw, m, eps, delta, value_range, max_samples, floor=0.0):
     ``((1 + eps) LB + (1 - eps) UB) / 2``, within ``eps mu`` of ``mu`` whenever the bracket holds.
     The bracket is tested at geometric checkpoints (samples are drawn in batches). The cost
     adapts to the stream: about ``(2 sigma^2 / (eps mu)^2 + R / (c eps mu)) ln(2/delta)`` samples.
+    On the GPU the rule costs one scalar read back per checkpoint (how many streams are still
+    active, which sizes the next batch); the samples never leave the device.
     """
     L = math.log(2.0 / delta)
     R = float(value_range)
-    est = np.full(m, np.nan)
-    below = np.zeros(m, dtype=bool)
-    used = np.zeros(m, dtype=np.int64)
-    s_x, s_q = np.zeros(m), np.zeros(m)  # running sum of X and of (X_j - m_j)^2
-    s_lam, s_lam_x, s_psi = np.zeros(m), np.zeros(m), np.zeros(m)
-    lb, ub = np.zeros(m), np.full(m, np.inf)
-    active = np.arange(m)
-    t_prev = 0
+    active, n_active, t_prev, st = np.arange(m), m, 0, None
     for t in _checkpoints(max_samples):
-        if active.size == 0:
+        if n_active == 0:
             break
-        X = draw(active, t_prev, t) / R
-        i = np.arange(t_prev + 1, t + 1, dtype=np.float64)  # 1-based sample indices of the batch
-        S = s_x[active, None] + np.cumsum(X, axis=1)  # sum_{j <= i} X_j
-        mean_i = (0.5 + S) / (i + 1.0)
-        mean_prev = np.concatenate([((0.5 + s_x[active]) / (t_prev + 1.0))[:, None], mean_i[:, :-1]], axis=1)
-        Q = s_q[active, None] + np.cumsum((X - mean_i) ** 2, axis=1)
-        var_prev = np.concatenate([((0.25 + s_q[active]) / (t_prev + 1.0))[:, None],
-                                   ((0.25 + Q) / (i + 1.0))[:, :-1]], axis=1)
-        lam = np.minimum(LAMBDA_CAP, np.sqrt(2.0 * L / (var_prev * i * np.log1p(i))))
-        s_lam[active] += lam.sum(axis=1)
-        s_lam_x[active] += (lam * X).sum(axis=1)
-        s_psi[active] += ((X - mean_prev) ** 2 * (-np.log1p(-lam) - lam)).sum(axis=1)  # v psi = (..)^2 (..)
-        s_x[active], s_q[active] = S[:, -1], Q[:, -1]
-        used[active] = t
+        # blocks of streams: a batch and its temporaries stay within _config.CHUNK_BYTES
+        rows = _config.block_shape(n_active, t - t_prev, 8, temporaries=BATCH_TEMPORARIES)[0]
+        keep = []
+        for b0 in range(0, n_active, rows):
+            X = draw(active[b0:b0 + rows], t_prev, t) / R
+            if st is None:  # the state lives where the samples are drawn (NumPy or CuPy)
+                st = _BernsteinState(m, namespace(X))
+                active = st.xp.asarray(active)
+            keep.append(st.absorb(active[b0:b0 + rows], X, t_prev, t, L, R, eps, floor))
+        keep = keep[0] if len(keep) == 1 else st.xp.concatenate(keep)
+        active = active[keep]  # the one sync per checkpoint: how many streams remain
+        n_active = int(active.shape[0])
         t_prev = t
-        centre = s_lam_x[active] / s_lam[active]
-        half = (L + s_psi[active]) / s_lam[active]
-        lb[active] = np.maximum(lb[active], R * (centre - half))
-        ub[active] = np.minimum(ub[active], R * (centre + half))
-        low = ub[active] < floor
-        below[active[low]] = True
-        est[active[low]] = R * s_x[active[low]] / t
-        stop = (1.0 + eps) * lb[active] >= (1.0 - eps) * ub[active]
-        done = active[stop & ~low]
-        est[done] = 0.5 * ((1.0 + eps) * lb[done] + (1.0 - eps) * ub[done])
-        active = active[~(stop | low)]
-    return est, used, below
+    if st is None:  # no stream: nothing was drawn
+        return np.full(m, np.nan), np.zeros(m, dtype=np.int64), np.zeros(m, dtype=bool)
+    return st.est, st.used, st.below
+
+
+#: (rows, batch) float64 arrays one block of :func:`bernstein_stop` holds at once (the batch, its running sums,
+#: means, variances, betting fractions and the temporaries of their expressions; the draw's own gathers are
+#: chunked by the draw)
+BATCH_TEMPORARIES = 16
+
+
+class _BernsteinState:
+    """Running sums of :func:`bernstein_stop` for ``m`` streams, in the namespace ``xp``."""
+
+    def __init__(self, m, xp):
+        self.xp = xp
+        self.est = xp.full(m, xp.nan)
+        self.below = xp.zeros(m, dtype=bool)
+        self.used = xp.zeros(m, dtype=xp.int64)
+        self.s_x, self.s_q = xp.zeros(m), xp.zeros(m)  # running sum of X and of (X_j - m_j)^2
+        self.s_lam, self.s_lam_x, self.s_psi = xp.zeros(m), xp.zeros(m), xp.zeros(m)
+        self.lb, self.ub = xp.zeros(m), xp.full(m, xp.inf)
+
+    def absorb(self, a, X, t_prev, t, L, R, eps, floor):
+        """Take samples ``t_prev+1 .. t`` (``X``, scaled to [0, 1]) of the streams ``a``; settle those that stop.
+        Returns the mask of the streams of ``a`` still running (updates by mask: no data-dependent index sets,
+        hence no device sync)."""
+        xp = self.xp
+        i = xp.arange(t_prev + 1, t + 1, dtype=xp.float64)  # 1-based sample indices of the batch
+        S = self.s_x[a][:, None] + xp.cumsum(X, axis=1)  # sum_{j <= i} X_j
+        mean_i = (0.5 + S) / (i + 1.0)
+        mean_prev = xp.concatenate([((0.5 + self.s_x[a]) / (t_prev + 1.0))[:, None], mean_i[:, :-1]], axis=1)
+        Q = self.s_q[a][:, None] + xp.cumsum((X - mean_i) ** 2, axis=1)
+        var_prev = xp.concatenate([((0.25 + self.s_q[a]) / (t_prev + 1.0))[:, None],
+                                   ((0.25 + Q) / (i + 1.0))[:, :-1]], axis=1)
+        lam = xp.minimum(LAMBDA_CAP, xp.sqrt(2.0 * L / (var_prev * i * xp.log1p(i))))
+        self.s_lam[a] += lam.sum(axis=1)
+        self.s_lam_x[a] += (lam * X).sum(axis=1)
+        self.s_psi[a] += ((X - mean_prev) ** 2 * (-xp.log1p(-lam) - lam)).sum(axis=1)  # v psi = (..)^2 (..)
+        self.s_x[a], self.s_q[a] = S[:, -1], Q[:, -1]
+        self.used[a] = t
+        centre = self.s_lam_x[a] / self.s_lam[a]
+        half = (L + self.s_psi[a]) / self.s_lam[a]
+        lb = self.lb[a] = xp.maximum(self.lb[a], R * (centre - half))
+        ub = self.ub[a] = xp.minimum(self.ub[a], R * (centre + half))
+        low = ub < floor
+        stop = (1.0 + eps) * lb >= (1.0 - eps) * ub
+        self.below[a] = low  # a running stream has not been flagged yet
+        self.est[a] = xp.where(low, R * self.s_x[a] / t,
+                               xp.where(stop, 0.5 * ((1.0 + eps) * lb + (1.0 - eps) * ub), self.est[a]))
+        return ~(stop | low)

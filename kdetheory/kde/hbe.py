@@ -57,7 +57,8 @@ class HBELevel:
         It answers exactly because its tables would exceed ``max_stored``.
     projections : (n_tables, k, d) float64 array or None
     offsets : (n_tables, k) float64 array or None
-        Host arrays; device arrays when the estimator holds CuPy data.
+        Host float64 arrays; with CuPy data, device arrays in the data's dtype (the dtype the
+        hash GEMM computes in, so a query casts nothing).
     tables : BucketTables, DeviceBucketTables (CuPy data) or None
     """
 
@@ -102,7 +103,9 @@ class HashingBasedKDE(KDEEstimator):
     X, eps, delta, mu_min, bandwidth, weights, rng, backend
         See :class:`~kdetheory.kde._base.KDEEstimator`. ``backend="cupy"`` (CuPy inputs) keeps
         the tables, lookups, draws and kernel evaluations on the GPU (``kdetheory._cupy._hbe``;
-        its docstring lists the few host steps).
+        its docstring lists the few host steps). Form "sample" runs one fused launch per level and
+        chunk of queries (``kdetheory/_cupy/hbe.cu``; ``_config.HBE_FUSED = False`` selects the
+        step-by-step CuPy path, which gives the same values with the same seed).
     beta : float, default 0.5
         Collision profile ``p(r) ~ exp(-beta_j r)`` with ``beta_j = beta * t_j``,
         ``t_j = sqrt(ln(1/mu_j))`` in units where the kernel is ``exp(-r^2)``. ``beta = 1/2``
@@ -312,8 +315,8 @@ class HashingBasedKDE(KDEEstimator):
 
             self._w_dev = xp.asarray(self._w_host)  # uploaded once; the tables' weights
             tables = DeviceBucketTables(chunks(), self._w_dev)
-            # kept on the device: a query then uploads nothing but its row indices
-            proj, offs = xp.asarray(proj), xp.asarray(offs)
+            # kept on the device in the hash GEMM's dtype: a query then uploads nothing but its row indices
+            proj, offs = xp.asarray(proj, dtype=self._Xs.dtype), xp.asarray(offs, dtype=self._Xs.dtype)
         else:
             tables = BucketTables(chunks(), self._w_host)
         return dataclasses.replace(level, projections=proj, offsets=offs, tables=tables)
@@ -350,17 +353,20 @@ class HashingBasedKDE(KDEEstimator):
         def estimate_level(j, idx):
             level = self.levels[j]
             if self.sizing == "worst_case":
-                Z, kev = self._level_samples(level, Ys, Yh, idx, gen, 0, level.n_tables)
+                est, kev = self._level_estimates(level, Ys, Yh, idx, gen)
                 used = np.full(idx.size, level.n_tables)
-                # Device path: the (m, T) samples stay there; one estimate and one count per query come back.
-                est = to_numpy(median_of_means(Z, level.n_groups, self._xp if self._on_device else np))
-                return est, to_numpy(kev), used * level.k, used, np.zeros(idx.size, bool)
+                return est, kev, used * level.k, used, np.zeros(idx.size, bool)
             kev = np.zeros(idx.size, dtype=np.int64)
 
             def draw(sub, t0, t1):
                 Z, k_ev = self._level_samples(level, Ys, Yh, idx[sub], gen, t0, t1)
-                kev[sub] += to_numpy(k_ev)
-                return to_numpy(Z)  # the stopping rule runs on the host (device path: a transfer)
+                if not self._on_device:
+                    kev[sub] += k_ev
+                    return Z
+                # The stopping rule runs on the host: samples and counts come back in one transfer.
+                both = to_numpy(self._xp.concatenate([Z, k_ev[:, None].astype(np.float64)], axis=1))
+                kev[sub] += both[:, -1].astype(np.int64)
+                return both[:, :-1]
 
             floor = self._mu_floor if j == J else self.level_ratio * level.budget
             est, used, _ = bernstein_stop(draw, idx.size, self.eps, self.delta / 3.0, level.value_range,
@@ -384,9 +390,31 @@ class HashingBasedKDE(KDEEstimator):
 
         return device_uniforms(gen, shape, self._xp)
 
-    def _level_samples(self, level, Ys, Yh, idx, gen, t0, t1):
+    @property
+    def _fused(self):
+        """The fused GPU kernel answers (CuPy data, form "sample", ``_config.HBE_FUSED``); the NumPy
+        stand-in of the device path runs the namespace functions it is tested against."""
+        return self._on_device and self.form == "sample" and _config.HBE_FUSED and self._xp is not np
+
+    def _level_estimates(self, level, Ys, Yh, idx, gen):
+        """Worst-case sizing: the median-of-means estimate over all of the level's tables and the kernel
+        evaluations of each query in ``idx``, as host arrays (device path: both in one transfer)."""
+        if self._fused:
+            out = self._xp.empty((2, idx.size))
+            self._level_samples(level, Ys, Yh, idx, gen, 0, level.n_tables, n_groups=level.n_groups, out=out)
+            est, kev = to_numpy(out)
+            return est, kev.astype(np.int64)
+        Z, kev = self._level_samples(level, Ys, Yh, idx, gen, 0, level.n_tables)
+        if not self._on_device:
+            return median_of_means(Z, level.n_groups, np), kev
+        xp = self._xp  # the (m, T) samples stay on the device; one (2, m) array comes back
+        est, kev = to_numpy(xp.stack([median_of_means(Z, level.n_groups, xp), kev.astype(np.float64)]))
+        return est, kev.astype(np.int64)
+
+    def _level_samples(self, level, Ys, Yh, idx, gen, t0, t1, n_groups=0, out=None):
         """(len(idx), t1 - t0) samples from tables ``t0 .. t1-1`` and kernel evaluations per query,
-        chunked over queries to ``_config.CHUNK_BYTES``."""
+        chunked over queries to ``_config.CHUNK_BYTES``. Fused path only: ``out`` (2, len(idx)) receives
+        the median of means over ``n_groups`` groups of tables (row 0) and the kernel evaluations (row 1)."""
         T, k, d = t1 - t0, level.k, self.d
         rows = _config.block_shape(idx.size, T, 8, temporaries=4 * (k + d + 4))[0]
         xp = self._xp if self._on_device else np
@@ -395,11 +423,24 @@ class HashingBasedKDE(KDEEstimator):
         path = "device" if self._on_device else "numba" if self.backend == "numba" else "numpy"
         kernel = _BUCKET_KERNELS[path][self.form]
         weights = self._w_dev if self._on_device else self._w_host
+        every_row = idx.size == Ys.shape[0] and np.array_equal(idx, np.arange(idx.size))
         for r0 in range(0, idx.size, rows):
             sel = idx[r0:r0 + rows]
-            codes = hash_points(Ys[self._xp.asarray(sel)], level.projections[t0:t1], level.offsets[t0:t1])
+            r1 = r0 + sel.size
+            sel_x = xp.asarray(sel)  # uploaded once per chunk on the device
+            Yc = Ys if every_row and sel.size == idx.size else Ys[self._xp.asarray(sel)]
+            codes = hash_points(Yc, level.projections[t0:t1], level.offsets[t0:t1])
             u = self._uniforms(gen, (T, sel.size))  # drawn for both forms: same stream on every host backend
-            Z[r0:r0 + rows], kev[r0:r0 + rows] = kernel(self._Xh, Yh[xp.asarray(sel)], weights, level, codes, u, t0)
+            if self._fused:
+                from .._cupy._hbe import fused_sample_samples
+
+                est_c, kev_c = (out[0, r0:r1], out[1, r0:r1]) if out is not None else (None, None)
+                _, _, kev_c = fused_sample_samples(self._Xh, Yh, sel_x, level, codes, u, t0, n_groups,
+                                                   Z=Z[r0:r1], est=est_c, kev=kev_c)
+                if out is None:
+                    kev[r0:r1] = kev_c
+                continue
+            Z[r0:r1], kev[r0:r1] = kernel(self._Xh, Yh[sel_x], weights, level, codes, u, t0)
         return Z, kev
 
 

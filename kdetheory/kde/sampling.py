@@ -6,6 +6,10 @@ of ``O(w_max eps^-2 log(1/delta) / mu_min)`` samples is within ``1 +- eps`` of `
 probability ``>= 1 - delta`` whenever ``mu >= mu_min``. Every sample lies in ``[0, w_max]``, so
 stopping on an empirical-Bernstein confidence sequence (``sizing="adaptive"``) keeps the same
 guarantee with a number of samples set by the query's own density and variance.
+
+Backends: everything runs in the namespace of the data. With CuPy the indices are drawn on the
+device (:func:`device_indices`), the kernel values, the median of means and the stopping rule
+stay there, and only per-query vectors (estimates, counts) come back to the host.
 """
 from __future__ import annotations
 
@@ -16,11 +20,46 @@ import numpy as np
 from .. import _config
 from .._array import namespace, to_numpy
 from .._validation import check_choice, check_int
-from ._base import KDEEstimator
+from ._base import KDEEstimator, gathered_squared_distances
 from .exact import _EXPANSION_TOLERANCE
 from ._mom import bernstein_stop, median_of_means, mom_shape
 
 __all__ = ["RandomSamplingKDE", "sampled_kernel_values"]
+
+
+def device_indices(gen, n, shape, xp):
+    """I.i.d. uniform indices in ``{0, ..., n-1}``, drawn where the data live.
+
+    Parameters
+    ----------
+    gen : numpy.random.Generator
+        The query's generator.
+    n : int >= 1
+        Number of points.
+    shape : int or tuple of int
+    xp : module
+        ``numpy`` or ``cupy``: where the indices are drawn.
+
+    Returns
+    -------
+    int64 array of ``shape`` in the namespace ``xp``.
+
+    Notes
+    -----
+    NumPy: ``gen.integers(0, n, shape)``, the host reference's stream. CuPy: ``floor(u n)`` of the
+    counter-based uniforms of :func:`kdetheory._cupy._hbe.device_uniforms` (one launch, seeded by one
+    draw of ``gen``, nothing of size ``shape`` uploaded, no generator state to reseed per call), so
+    the same seed gives the same estimator, not the same numbers, on the GPU: the documented
+    exception of that function. ``u`` has 53 random bits, so an index's probability is off from
+    ``1/n`` by at most ``2^-53`` (relative ``n 2^-53``). With ``xp = numpy`` the device code path
+    runs on the host reference's draws (the CPU stand-in tests).
+    """
+    if xp is np:
+        return gen.integers(0, n, shape)
+    from .._cupy._hbe import device_uniforms
+
+    u = device_uniforms(gen, shape, xp)
+    return xp.minimum((u * n).astype(xp.int64), n - 1)
 
 
 def sampled_kernel_values(Xs, Ys, idx, weights):
@@ -35,19 +74,37 @@ def sampled_kernel_values(Xs, Ys, idx, weights):
 
     Returns
     -------
-    (m, s) array, namespace of ``Xs``; chunked over queries to ``_config.CHUNK_BYTES``.
+    (m, s) array, namespace of ``Xs``; squared distances by
+    :func:`~kdetheory.kde._base.gathered_squared_distances` (chunked to ``_config.CHUNK_BYTES``).
     """
     xp = namespace(Xs)
     idx = xp.asarray(idx)
-    m, s = idx.shape
-    out = xp.empty((m, s), dtype=Xs.dtype)
-    rows = _config.block_shape(m, s, Xs.dtype.itemsize, temporaries=2 * Xs.shape[1])[0]
-    for r0 in range(0, m, rows):
-        block = idx[r0:r0 + rows]
-        diff = Xs[block] - Ys[r0:r0 + rows, None, :]
-        # exp of a non-positive number: bounded, never overflows
-        out[r0:r0 + rows] = weights[block] * xp.exp(-(diff * diff).sum(axis=2))
+    out = gathered_squared_distances(Xs, Ys, idx)
+    # exp of a non-positive number: bounded, never overflows (in place: one (m, s) block besides w_idx)
+    xp.negative(out, out=out)
+    xp.exp(out, out=out)
+    out *= weights[idx]
     return out
+
+
+def permuted_positions(starts, t0, t1, n):
+    """Positions ``(start_i + t) mod n``, ``t = t0 .. t1-1``, of each query's block of the shuffled copy.
+
+    Parameters
+    ----------
+    starts : (m,) int array (NumPy or CuPy)
+    t0, t1 : int
+        Sample range.
+    n : int
+        Length of the shuffled copy.
+
+    Returns
+    -------
+    (m, t1 - t0) int64 array, namespace of ``starts``: one gather for a whole block of queries (the
+    device form of :func:`permuted_block_values`).
+    """
+    xp = namespace(starts)
+    return (starts[:, None] + xp.arange(t0, t1, dtype=xp.int64)) % n
 
 
 def permuted_block_values(Xp, x2, wp, Ys, starts, t0, t1, tolerance):
@@ -134,8 +191,15 @@ class RandomSamplingKDE(KDEEstimator):
     evaluations). ``below_mu_min`` flags estimates ``< (1 - eps) mu_min`` (worst case) or
     queries whose upper confidence bound fell below ``mu_min`` (adaptive): with probability
     ``>= 1 - delta`` such a query has ``mu < mu_min``. Cost per query: ``s`` kernel evaluations
-    (``KDEResult.samples``), no hashing. Runs in the namespace of ``X`` (NumPy or CuPy, no host copy
-    of the data; the random indices are drawn on the host).
+    (``KDEResult.samples``), no hashing.
+
+    Backends: runs in the namespace of ``X``. On the GPU the indices (and block starts) are drawn
+    on the device (:func:`device_indices`: same seed, same estimator, not the same numbers as the
+    host), the permuted blocks are gathered for a block of queries at once
+    (:func:`permuted_positions`; the host keeps its per-query contiguous slices, faster there), the
+    stopping rule runs on the device (one scalar read back per checkpoint), and the exact
+    fallback is the device :func:`~kdetheory.kde.gaussian_kde`. The build uploads one permutation
+    of ``n`` indices; a query moves only per-query vectors to the host.
 
     References
     ----------
@@ -171,22 +235,33 @@ class RandomSamplingKDE(KDEEstimator):
         perm = xp.asarray(self._rng.permutation(self.n))
         self._centre = self._Xs.mean(axis=0)
         self._Xp = self._Xs[perm] - self._centre
-        self._x2 = (self._Xp * self._Xp).sum(axis=1)
+        # squared norms for the host's expanded distances only (the device gathers by differences)
+        self._x2 = None if self._on_device else (self._Xp * self._Xp).sum(axis=1)
         self._wp = self._w[perm]
-        return {"bytes": self._Xp.nbytes + self._x2.nbytes + self._wp.nbytes}
+        return {"bytes": self._Xp.nbytes + (0 if self._x2 is None else self._x2.nbytes) + self._wp.nbytes}
+
+    @property
+    def _on_device(self):
+        """Draws and blocks in the namespace of the data (CuPy: on the GPU); the CPU stand-in tests
+        force it on NumPy data."""
+        return self.backend == "cupy"
 
     def _draw(self, Ys, gen):
         """``draw(idx, t0, t1)``: samples ``t0 .. t1-1`` of the queries ``Ys[idx]`` (namespace of ``X``):
         blocks of the permuted copy, or i.i.d. uniform indices (plain layout, and adaptive sizing,
         whose confidence sequence needs independent samples; a block is drawn without replacement)."""
+        xp = self._xp if self._on_device else np
         if self.permuted and self.sizing == "worst_case":
-            starts = gen.integers(0, self.n, Ys.shape[0])
+            starts = device_indices(gen, self.n, Ys.shape[0], xp)
             Yc = Ys - self._centre
+            if self._on_device:  # one gather per block of queries
+                return lambda idx, t0, t1: sampled_kernel_values(
+                    self._Xp, Yc[xp.asarray(idx)], permuted_positions(starts[xp.asarray(idx)], t0, t1, self.n), self._wp)
             tol = _EXPANSION_TOLERANCE[self.X.dtype.itemsize]
             return lambda idx, t0, t1: permuted_block_values(self._Xp, self._x2, self._wp, Yc[self._xp.asarray(idx)],
                                                              starts[idx], t0, t1, tol)
         return lambda idx, t0, t1: sampled_kernel_values(
-            self._Xs, Ys[self._xp.asarray(idx)], gen.integers(0, self.n, (idx.size, t1 - t0)), self._w)
+            self._Xs, Ys[self._xp.asarray(idx)], device_indices(gen, self.n, (idx.size, t1 - t0), xp), self._w)
 
     def _query(self, Ys, Y, gen):
         m = Y.shape[0]
@@ -195,9 +270,10 @@ class RandomSamplingKDE(KDEEstimator):
             est = self._exact(Y)
             return est, est < self._mu_floor, ones * self.n, 0 * ones, ones, 0 * ones
         draw = self._draw(Ys, gen)
-        if self.sizing == "adaptive":  # the stopping rule runs on the host, on (m,)-sized summaries
-            est, used, below = bernstein_stop(lambda idx, t0, t1: to_numpy(draw(idx, t0, t1)).astype(np.float64),
-                                              m, self.eps, self.delta, 1.0, self.max_samples, floor=self._mu_floor)
+        if self.sizing == "adaptive":  # the stopping rule runs where the samples are drawn
+            est, used, below = (to_numpy(a) for a in bernstein_stop(
+                lambda idx, t0, t1: draw(idx, t0, t1).astype(np.float64),
+                m, self.eps, self.delta, 1.0, self.max_samples, floor=self._mu_floor))
             kev = used.copy()
             unstopped = np.flatnonzero(np.isnan(est))
             if unstopped.size:  # budget spent without a certified answer: the exact sum

@@ -89,9 +89,11 @@ class WeightClass:
     log_W : float
         ``log W_l``: every member has ``W_l / 2 < w_j <= W_l``.
     points : (|J_l|, d + 1) float64 array
-        The lifted points ``x^_j = [x_j ; sqrt(2 ln(W_l / w_j))]`` (step 3).
+        The lifted points ``x^_j = [x_j ; sqrt(2 ln(W_l / w_j))]`` (step 3), in the namespace of
+        the data (NumPy, or CuPy on the GPU).
     log_v : (|J_l|,) float64 array
-        The members' ``log v_j``, for summing the class exactly in the log domain.
+        The members' ``log v_j``, for summing the class exactly in the log domain (namespace of
+        the data).
     estimator : object or None
         The Gaussian KDE built on ``points``; None when the class is summed exactly (the
         ``"exact"`` estimator, or a density floor below what any estimator can beat, see
@@ -191,9 +193,13 @@ class WeightedExpKDE:
     ``exact_classes``. Everything is computed in the log domain, so weights may span hundreds
     of orders of magnitude and inner products may reach the thousands.
 
-    Backends: the reduction runs on the host. With CuPy inputs the data are copied to host
-    memory, the class estimators get device copies of their points (they run where their own
-    docstrings say), and the answer is returned as a CuPy array.
+    Backends: the points, the lifted classes, their log-weights and the queries stay in the
+    namespace of the data; with CuPy every class estimator is built on device points and the
+    exact classes are summed on the device (``lse_products_on(backend="cupy")``). Only per-key
+    and per-query vectors cross to the host: the squared norms that assign the weight classes
+    (n floats), and per class the (m,)-vectors of estimates and counts, which are combined
+    across classes in the log domain on the host (an ``L x m`` array) and returned in the
+    data's namespace.
 
     References
     ----------
@@ -212,13 +218,15 @@ class WeightedExpKDE:
         if not (isinstance(mu_min, numbers.Real) and not isinstance(mu_min, bool) and 0 < float(mu_min) <= 1):
             raise ValueError(f"mu_min: got {mu_min!r}; pass a number in (0, 1].")
         self.backend = backend
-        self._host_backend = resolve_backend(backend if backend in ("numpy", "numba") else "auto", np)
+        # where the exact class sums run: the data's device, or the host backend asked for
+        self._exact_backend = resolve_backend(backend if backend in ("numpy", "numba") else "auto", np) \
+            if self.xp is np else resolve_backend(backend, self.xp)
         self._rng = as_generator(rng)
         log_v, self.dtype = self._log_weights(X, weights, log_weights)
         self.n, self.d = X.shape
         # The density floor, in the log domain: e^{-(diameter^2 + 2 ln 2)/2} underflows for large diameters.
         self.log_mu_min = -0.5 * diameter * diameter - math.log(2.0) if diameter is not None else math.log(float(mu_min))
-        self._build(to_numpy(X).astype(np.float64), log_v)
+        self._build(X.astype(np.float64), log_v)
 
     @property
     def mu_min(self) -> float:
@@ -248,18 +256,21 @@ class WeightedExpKDE:
         return log_w, dtype
 
     def _build(self, X, log_v):
+        """Weight classes of the float64 points ``X`` (namespace of the data) and host ``log v``."""
+        xp = self.xp
         live = np.isfinite(log_v)  # step 1: drop v_j = 0
-        X_live, log_v = X[live], log_v[live]
+        X_live, log_v = X[self._to_xp(live)], log_v[live]
         self.classes = []
         if not live.any():
-            self.centre, self.radius = np.zeros(X.shape[1]), 0.0
+            self.centre, self.radius = xp.zeros(X.shape[1]), 0.0
             return
-        log_w = log_v + 0.5 * np.sum(X_live**2, axis=1)  # w_j = v_j e^{||x_j||^2/2}
+        # w_j = v_j e^{||x_j||^2/2}; the n squared norms come to the host to assign the classes
+        log_w = log_v + 0.5 * to_numpy(xp.sum(X_live**2, axis=1))
         self.log_w_max = float(log_w.max())
         # Class l holds W 2^-(l+1) < w_j <= W 2^-l (step 2).
         level = np.floor((self.log_w_max - log_w) / math.log(2)).astype(np.int64)
         self.centre = X_live.mean(axis=0)
-        self.radius = float(np.sqrt(np.max(np.sum((X_live - self.centre) ** 2, axis=1))))
+        self.radius = float(xp.sqrt(xp.max(xp.sum((X_live - self.centre) ** 2, axis=1))))
         levels = np.unique(level)
         class_delta = self.delta / len(levels)
         for lvl, gen in zip(levels, self._rng.spawn(len(levels))):
@@ -267,15 +278,15 @@ class WeightedExpKDE:
             log_W = self.log_w_max - lvl * math.log(2)
             # Extra coordinate sqrt(2 ln(W_l / w_j)) in [0, sqrt(2 ln 2)] (step 3).
             extra = np.sqrt(np.maximum(2.0 * (log_W - log_w[members]), 0.0))
-            points = np.hstack([X_live[members], extra[:, None]])
+            points = xp.hstack([X_live[self._to_xp(members)], self._to_xp(extra)[:, None]])
             est = None
             if self.estimator != "exact" and self.log_mu_min >= -math.log(members.size) / BEST_KDE_EXPONENT:
-                est = self._factory(self._to_xp(points), eps=self.eps / 2, delta=class_delta,
+                est = self._factory(points, eps=self.eps / 2, delta=class_delta,
                                     mu_min=math.exp(self.log_mu_min), bandwidth=1.0, rng=gen, backend=self.backend)
                 if not callable(getattr(est, "query", None)):
                     raise TypeError(f"estimator: the factory returned a {type(est).__name__} without a query(Y) "
                                     "method; return a Gaussian KDE estimator such as HashingBasedKDE.")
-            self.classes.append(WeightClass(float(log_W), points, log_v[members], est))
+            self.classes.append(WeightClass(float(log_W), points, self._to_xp(log_v[members]), est))
 
     def _to_xp(self, a):
         return a if self.xp is np else self.xp.asarray(a)
@@ -285,9 +296,11 @@ class WeightedExpKDE:
         return len(self.classes)
 
     def _exact_terms(self, cls, Y, sq_half):
-        """``log sum_{j in J_l} v_j e^{<x_j, y>} - ||y||^2/2`` for rows of Y: the class term, exactly, in logs."""
-        lse = lse_products_on(self._host_backend, Y, np.ascontiguousarray(cls.points[:, :-1]), cls.log_v)[0]
-        return np.asarray(lse, dtype=np.float64) - sq_half
+        """``log sum_{j in J_l} v_j e^{<x_j, y>} - ||y||^2/2`` for rows of Y (float64, namespace of the data):
+        the class term, exactly, in logs; a host (len(Y),) vector."""
+        xp = self.xp
+        lse = lse_products_on(self._exact_backend, Y, xp.ascontiguousarray(cls.points[:, :-1]), cls.log_v)[0]
+        return to_numpy(lse).astype(np.float64) - sq_half
 
     def query(self, Y):
         """Answer ``z_i ~ sum_j v_j e^{<x_j, y_i>}`` for every row of ``Y``.
@@ -307,10 +320,11 @@ class WeightedExpKDE:
             raise ValueError(f"Y: got a {type(Y).__module__.split('.')[0]} array but X was a "
                              f"{self.xp.__name__} one; pass both as NumPy or both as CuPy arrays.")
         dtype = np.result_type(self.dtype, Y.dtype)
-        Yh = to_numpy(Y).astype(np.float64)
-        m = Yh.shape[0]
+        xp = self.xp
+        Y64 = Y.astype(np.float64)  # stays in the data's namespace; (m,)-vectors come to the host
+        m = Y64.shape[0]
         kev, hev, used, fallbacks, exact = (np.zeros(m, dtype=np.int64) for _ in range(5))
-        diam = self.radius + np.sqrt(np.sum((Yh - self.centre) ** 2, axis=1))  # >= max_j ||x_j - y_i||
+        diam = self.radius + to_numpy(xp.sqrt(xp.sum((Y64 - self.centre) ** 2, axis=1)))  # >= max_j ||x_j - y_i||
         if not self.classes:
             return WeightedExpKDEResult(self._out(np.full(m, -np.inf), dtype), kev, hev, used, fallbacks, diam, exact)
         # Per-query truncation (step 2): drop the lightest classes while their total weight
@@ -318,8 +332,8 @@ class WeightedExpKDE:
         log_mass = np.array([c.log_W + math.log(c.size) for c in self.classes])
         tail = np.logaddexp.accumulate(log_mass[::-1])[::-1]  # log of the mass of classes l..L-1
         budget = math.log(self.eps / 2) + self.log_w_max - 0.5 * diam**2
-        sq_half = 0.5 * np.sum(Yh**2, axis=1)
-        Yhat = np.hstack([Yh, np.zeros((m, 1))])
+        sq_half = 0.5 * to_numpy(xp.sum(Y64**2, axis=1))
+        Yhat = xp.hstack([Y64, xp.zeros((m, 1))])
         terms = np.full((len(self.classes), m), -np.inf)
         for c, cls in enumerate(self.classes):
             # Classes are ordered heaviest first, so the kept ones form a prefix: class c is
@@ -329,11 +343,11 @@ class WeightedExpKDE:
                 continue
             used[rows] += 1
             if cls.estimator is None:
-                terms[c, rows] = self._exact_terms(cls, Yh[rows], sq_half[rows])
+                terms[c, rows] = self._exact_terms(cls, Y64[self._to_xp(rows)], sq_half[rows])
                 kev[rows] += cls.size
                 exact[rows] += 1
                 continue
-            res = cls.estimator.query(self._to_xp(Yhat[rows]))
+            res = cls.estimator.query(Yhat[self._to_xp(rows)])
             mu = to_numpy(res.estimate).astype(np.float64)
             low = to_numpy(res.below_mu_min).astype(bool)
             kev[rows] += to_numpy(res.kernel_evaluations).astype(np.int64)
@@ -341,7 +355,7 @@ class WeightedExpKDE:
             with np.errstate(divide="ignore"):
                 terms[c, rows] = cls.log_W + math.log(cls.size) + np.log(mu)
             if low.any():  # density under the floor: sum this class exactly for those queries
-                terms[c, rows[low]] = self._exact_terms(cls, Yh[rows[low]], sq_half[rows[low]])
+                terms[c, rows[low]] = self._exact_terms(cls, Y64[self._to_xp(rows[low])], sq_half[rows[low]])
                 kev[rows[low]] += cls.size
                 fallbacks[rows[low]] += 1
         log_z = sq_half + np.logaddexp.reduce(terms, axis=0)

@@ -10,8 +10,9 @@ Two kinds of test:
   and per-query counts, CuPy results with no table- or sample-sized transfer, and calibrated unbiasedness of one
   table's sample over fresh builds (the design of tests/test_unbiased.py).
 
-Statistical family of this file: 2 mean tests at ALPHA = 1e-6 each (2e-6 of the suite's 1e-4 per run); power 0.99
-against a 2 % relative bias.
+Statistical family of this file: 2 mean tests and 1 Kolmogorov-Smirnov test at ALPHA = 1e-6 each (3e-6 of the
+suite's 1e-4 per run); power 0.99 against a 2 % relative bias (mean tests). The fused kernel (hbe.cu) is checked
+against the namespace path on the same uniforms (exact comparisons, no statistics).
 """
 import warnings
 
@@ -28,7 +29,8 @@ H = 1.5
 gpu = pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")
 
 
-from test_hbe_device_standin import StandIn, _counting_to_numpy, _instance, _kw  # noqa: E402,F401  (shared helpers)
+from test_hbe_device_standin import (  # noqa: E402,F401  (shared helpers)
+    StandIn, _counting_level_calls, _counting_to_numpy, _instance, _kw)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -118,13 +120,110 @@ def test_gpu_query_returns_cupy_without_large_transfers(monkeypatch):
     est = HashingBasedKDE(cp.asarray(X), rng=5, **_kw())
     res = est.query(cp.asarray(Y), rng=6)
     assert isinstance(res.estimate, cp.ndarray) and res.estimate.shape == (33,)
-    assert max(sizes) <= Y.shape[0], sizes
+    assert max(sizes) <= 2 * Y.shape[0], sizes  # one (2, m) array of estimates and counts per level
     assert np.all(res.hash_evaluations > 0)  # the tables answered
     assert np.all(np.isfinite(cp.asnumpy(res.estimate)))
 
 
-FAMILY_ALPHA = 2e-6
-ALPHA = FAMILY_ALPHA / 2
+def _salted_int64_tables(g, n=300, T=6, s=40, k=2):
+    """Tables with int64 keys (beyond int32) re-salted once (salt 0 sends every key to one mix), unit weights (cdf
+    fractions j / |B|), and queries whose keys are often absent."""
+    real = _hbe.key_mix
+    codes = g.integers(-2, 2, size=(T, s, k)) + 2**40
+    members = np.stack([g.permutation(n)[:s] for _ in range(T)])
+    try:
+        _hbe.key_mix = lambda c, salt=0: real(c, salt) * np.uint64(salt > 0)
+        tab = _hbe.DeviceBucketTables([(_cp().asarray(codes), members)], _cp().ones(n))
+    finally:
+        _hbe.key_mix = real
+    assert tab.salt >= 1 and tab.bucket_key.dtype == np.int64
+    return tab, g.integers(-3, 3, size=(T, 9, k)) + 2**40
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gpu_fused_kernel_equals_namespace_path(dtype):
+    """hbe.cu's fused level kernel equals the namespace path (device_sample_samples + median_of_means) on the same
+    uniforms: samples and estimates to 1e-12 relative, kernel evaluations exactly. Odd sizes, a subset of query
+    rows out of order, a table offset, int32 keys from a real build and int64 re-salted keys, absent keys, uniforms
+    at the cdf's ties and next to 1. (The same comparison, run on this kernel compiled as host C++, caught 8 of 8
+    mutants: search side of either search, the clamp, an off-by-one in r^2, a 2 % bias, the median's order
+    statistic, transposed uniforms, a changed mix.)"""
+    import types
+
+    from kdetheory.kde._mom import median_of_means
+
+    cp = _cp()
+    X, Y, _ = _instance(n=1501, d=5, m=21, dtype=dtype)
+    est = HashingBasedKDE(cp.asarray(X), rng=3, weights=cp.asarray(np.random.default_rng(5).uniform(0.2, 3, 1501)),
+                          **_kw())
+    Ys = cp.asarray(Y) * Y.dtype.type(est._scale)
+    Yh = cp.asarray(Ys, dtype=cp.float64)
+    rows = np.array([3, 0, 7, 20, 5, 11, 19])
+    g = np.random.default_rng(8)
+    cases = []
+    for lev in est.levels:
+        if not lev.exact:
+            assert lev.tables.bucket_key.dtype == np.int32
+            cases.append((lev, 0, lev.n_tables, lev.n_groups))
+            cases.append((lev, 1, min(lev.n_tables, 6), 0))
+    absent = False
+    for lev, t0, t1, G in cases:
+        codes = hbe_module.hash_points(Ys[cp.asarray(rows)], lev.projections[t0:t1], lev.offsets[t0:t1])
+        u = cp.asarray(g.random((t1 - t0, rows.size)))
+        Zr, kr = _hbe.device_sample_samples(est._Xh, Yh[cp.asarray(rows)], est._w_dev, lev, codes, u, t0)
+        Zf, ef, kf = _hbe.fused_sample_samples(est._Xh, Yh, cp.asarray(rows), lev, codes, u, t0, G)
+        Zr, Zf = cp.asnumpy(Zr), cp.asnumpy(Zf)
+        np.testing.assert_allclose(Zf, Zr, rtol=1e-12, atol=0)
+        np.testing.assert_array_equal(cp.asnumpy(kf), cp.asnumpy(kr))
+        if G:
+            np.testing.assert_allclose(cp.asnumpy(ef), median_of_means(Zr, G), rtol=1e-12)
+        absent |= bool((Zr == 0).any())
+    assert absent  # some query keys are in no bucket of some table
+    tab, qcodes = _salted_int64_tables(g)
+    lev = types.SimpleNamespace(tables=tab, size=tab.size, k=2, width=1.7)
+    Xd, Yd, qd = cp.asarray(g.standard_normal((300, 3))), cp.asarray(g.standard_normal((9, 3))), cp.asarray(qcodes)
+    # uniforms that tie with the cdf (the search side matters) or make rank + u round up to rank + 1 (the clamp
+    # to the bucket matters)
+    u = cp.asarray(np.array([0.0, 0.25, 0.5, 0.75, np.nextafter(1.0, 0.0)])[g.integers(0, 5, size=(6, 9))])
+    Zr, kr = _hbe.device_sample_samples(Xd, Yd, None, lev, qd, u, 0)
+    Zf, ef, kf = _hbe.fused_sample_samples(Xd, Yd, cp.arange(9), lev, qd, u, 0, 3)
+    np.testing.assert_allclose(cp.asnumpy(Zf), cp.asnumpy(Zr), rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(cp.asnumpy(kf), cp.asnumpy(kr))
+    np.testing.assert_allclose(cp.asnumpy(ef), median_of_means(cp.asnumpy(Zr), 3), rtol=1e-12)
+    assert 0 < int(cp.asnumpy(kr).sum()) < 54  # some keys found, some absent
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("sizing", ["worst_case", "adaptive"])
+def test_gpu_fused_query_equals_namespace_query(monkeypatch, sizing):
+    """A whole query with the fused kernel (``_config.HBE_FUSED``) equals the namespace path's with the same seeds
+    (the device uniforms are the same stream): estimates to 1e-12, counts and levels exactly; and the fused path
+    moves one (2, m) array per level."""
+    from kdetheory import _config
+
+    cp = _cp()
+    X, Y, _ = _instance(n=4099, d=7, m=33)
+    res = {}
+    for fused in (False, True):
+        monkeypatch.setattr(_config, "HBE_FUSED", fused)
+        est = HashingBasedKDE(cp.asarray(X), rng=5, **_kw(sizing=sizing))
+        if fused:
+            sizes = _counting_to_numpy(monkeypatch)
+            calls = _counting_level_calls(monkeypatch, HashingBasedKDE)
+        res[fused] = est.query(cp.asarray(Y), rng=6)
+    if sizing == "worst_case":
+        assert calls and sizes == [2 * c for c in calls], (sizes, calls)
+    np.testing.assert_allclose(cp.asnumpy(res[True].estimate), cp.asnumpy(res[False].estimate), rtol=1e-12)
+    for field in ("kernel_evaluations", "hash_evaluations", "samples", "levels_visited", "below_mu_min"):
+        np.testing.assert_array_equal(getattr(res[True], field), getattr(res[False], field), err_msg=field)
+    assert np.all(res[True].hash_evaluations > 0)
+
+
+FAMILY_ALPHA = 3e-6
+ALPHA = FAMILY_ALPHA / 3
 BIAS, POWER, MARGIN, N_MIN = 0.02, 0.99, 1.25, 200
 #: sd of one table's mean relative error over the 8 queries (tests/test_unbiased.py's instance and measurement)
 HBE_SD = {"sample": 0.49, "bucket": 0.44}
@@ -157,3 +256,24 @@ def test_gpu_samples_unbiased(form):
     rel = np.concatenate(rel)[:n_trials]
     verdict = mean_bias_verdict(rel, ALPHA, BIAS, max_rel_sd=sd, power=POWER)
     assert verdict == "holds", f"{verdict}: mean {rel.mean():+.4g} over {rel.size} (sd {rel.std(ddof=1):.3g})"
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_device_uniforms_are_uniform():
+    """The counter-based device uniforms: in [0, 1), a Kolmogorov-Smirnov test against U(0, 1) over 2^20 draws
+    (false-fail rate ALPHA; its critical distance at ALPHA is sqrt(ln(2 / ALPHA) / 2^21) = 2.6e-3, so a CDF off by
+    4e-3 anywhere fails with probability ~1), no lag-1 correlation and none between two seeds (|r| < 6 sd: false
+    fail ~2e-9 each), and the shape is kept."""
+    from scipy import stats
+
+    cp = _cp()
+    u = _hbe.device_uniforms(np.random.default_rng(1), (1024, 1024), cp)
+    assert u.shape == (1024, 1024) and u.dtype == np.float64
+    h = cp.asnumpy(u).ravel()
+    assert h.min() >= 0.0 and h.max() < 1.0
+    assert stats.kstest(h, "uniform").pvalue > ALPHA
+    # neighbouring entries are not correlated (lag-1 correlation of 2^20 draws: sd 1e-3; 6 sd is ~1e-9 two-sided)
+    assert abs(np.corrcoef(h[:-1], h[1:])[0, 1]) < 6e-3
+    v = cp.asnumpy(_hbe.device_uniforms(np.random.default_rng(2), (1024, 1024), cp)).ravel()
+    assert not np.array_equal(h, v) and abs(np.corrcoef(h, v)[0, 1]) < 6e-3

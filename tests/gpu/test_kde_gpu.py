@@ -49,12 +49,15 @@ def test_cupy_in_cupy_out_and_matches_host(make, data):
     host = make(X, rng=3, backend="numpy").query(Y, rng=4)
     dev = make(cp.asarray(X), rng=3).query(cp.asarray(Y), rng=4)
     assert type(dev.estimate).__module__.split(".")[0] == "cupy"
-    if make is MAKERS[3]:
-        # The GPU-native HBE draws its uniforms on the device (no upload of T x m uniforms), so it gives the same
-        # estimator, not the same numbers: its distribution is tested in tests/gpu/test_hbe_gpu.py
-        # (calibrated unbiasedness; tables, lookups and per-query counts equal to the host's).
+    if make in (MAKERS[1], MAKERS[2], MAKERS[3]):
+        # The GPU-native HBE and random sampling draw on the device (no upload of T x m uniforms or m x s
+        # indices), so they give the same estimator, not the same numbers: their distributions are tested in
+        # tests/gpu/test_hbe_gpu.py and tests/gpu/test_sampling_gpu.py (the same code path bit for bit against
+        # the host in tests/test_hbe_device_standin.py and tests/test_sampling_device_standin.py).
         est = cp.asnumpy(dev.estimate)
         assert np.all(np.isfinite(est)) and np.all(est >= 0) and np.all(est <= 1.0)
+        if make is not MAKERS[3]:  # worst-case random sampling: the same sample count per query
+            assert np.array_equal(dev.kernel_evaluations, host.kernel_evaluations)
         return
     # Same draws on every backend; hashing floors of GPU GEMMs can differ from the host's only for
     # points within rounding of a bucket boundary, so compare the answers, not bit patterns.

@@ -1,8 +1,8 @@
 """Baselines of the KDEformer comparison (docs/math.md §7.0) and the newest peers, one module per method, one
 calling convention: ``f(Q, K, V, *, <budget>, scale=1.0, rng=None) -> result with .output and .cost``
 (``cost`` an :class:`~kdetheory.attention._cost.AttentionCost`)."""
-from .._cost import AttentionCost, StageCost
 from ..._array import wrap_public
+from .._cost import AttentionCost, StageCost
 from ._common import ApproxResult
 from .budget import METHODS, budget_parameters, feature_dimension
 from .coreset import coreset_attention

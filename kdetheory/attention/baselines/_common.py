@@ -1,4 +1,5 @@
-"""Shared pieces of the baselines: the result type, input flattening, positive random features."""
+"""Shared pieces of the baselines: the result type, input preparation, host results, shared docstring
+fragments, positive random features."""
 from __future__ import annotations
 
 import math
@@ -6,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..._array import to_namespace
+from .._batch import flatten_leading
 from .._cost import AttentionCost
 from ..exact import check_qkv
 
@@ -35,16 +38,41 @@ class ApproxResult:
 def prepare(Q, K, V, scale):
     """Validate and flatten to (B, n, d); returns Qb (pre-scaled by ``scale``), Kb, Vb, lead, xp."""
     Q, K, V, xp, scale = check_qkv(Q, K, V, scale=scale)
-    lead = Q.shape[:-2]
-    Qb = Q.reshape((-1,) + Q.shape[-2:]) * Q.dtype.type(scale)
-    Kb = K.reshape((-1,) + K.shape[-2:])
-    Vb = V.reshape((-1,) + V.shape[-2:])
-    return Qb, Kb, Vb, lead, xp
+    Qb, Kb, Vb, lead = flatten_leading(Q, K, V)
+    return Qb * Q.dtype.type(scale), Kb, Vb, lead, xp
 
 
-def with_ones(Vb, xp):
-    """``[V, 1]``: the ones column carries the normaliser through the same product."""
-    return xp.concatenate([Vb, xp.ones(Vb.shape[:-1] + (1,), dtype=Vb.dtype)], axis=-1)
+def host_result(out, log_d, lead, cost, xp, dtype):
+    """:class:`ApproxResult` from host float64 ``out`` (B, n_q, d_v) and ``log_d`` (B, n_q): leading axes
+    restored, moved to the inputs' namespace ``xp`` and cast to their ``dtype`` (the methods that compute
+    on the host in float64)."""
+    n_q = out.shape[-2]
+    return ApproxResult(output=to_namespace(out.reshape(lead + out.shape[-2:]), xp).astype(dtype),
+                        log_row_sums=to_namespace(log_d.reshape(lead + (n_q,)), xp).astype(dtype), cost=cost)
+
+
+def fill_doc(**fragments):
+    """Decorator: replace each ``{name}`` in the docstring by ``fragments[name]`` (other braces are left alone).
+
+    The peers share their parameter descriptions this way; the rendered docstring is the full text."""
+    def decorate(func):
+        doc = func.__doc__
+        for name, text in fragments.items():
+            doc = doc.replace("{" + name + "}", text)
+        func.__doc__ = doc
+        return func
+    return decorate
+
+
+#: The Q, K, V entries of a numpydoc Parameters section (4-space indent, as inside a function).
+QKV_PARAMETERS = """Q : (..., n_q, d) array
+    K : (..., n_k, d) array
+    V : (..., n_k, d_v) array
+        Leading (batch, head) axes must agree; NumPy or CuPy, float64 or float32."""
+
+#: The ``scale`` entry of a numpydoc Parameters section.
+SCALE_PARAMETER = """scale : float, default 1.0
+        ``A = exp(scale Q K^T)``."""
 
 
 def random_directions(n_features, d, orthogonal, gen):

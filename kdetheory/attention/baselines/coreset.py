@@ -18,11 +18,12 @@ import math
 
 import numpy as np
 
-from ..._array import dlpack_aware, to_namespace, to_numpy
+from ..._array import dlpack_aware, to_numpy
 from ..._rng import as_generator
 from ..._validation import check_int
+from .._batch import with_ones
 from .._cost import AttentionCost, StageCost
-from ._common import ApproxResult, prepare, with_ones
+from ._common import QKV_PARAMETERS, fill_doc, host_result, prepare
 
 __all__ = ["rpcholesky", "coreset_attention"]
 
@@ -86,15 +87,13 @@ def _log_residual_norms(log_g, F_S):
 
 
 @dlpack_aware
+@fill_doc(qkv_parameters=QKV_PARAMETERS)
 def coreset_attention(Q, K, V, *, n_pivots, scale=1.0, rng=None, error_bound=False):
     """Attention through a weighted coreset of ``s`` keys chosen by randomly pivoted Cholesky.
 
     Parameters
     ----------
-    Q : (..., n_q, d) array
-    K : (..., n_k, d) array
-    V : (..., n_k, d_v) array
-        Leading (batch, head) axes must agree; NumPy or CuPy, float64 or float32.
+    {qkv_parameters}
     n_pivots : int in 1..n_k
         Coreset size s (the feature dimension: each query touches s keys).
     scale : float, default 1.0
@@ -199,5 +198,4 @@ def coreset_attention(Q, K, V, *, n_pivots, scale=1.0, rng=None, error_bound=Fal
                  "residual_trace": tuple(traces),
                  **({"output_error_bound": bound.reshape(lead + (n_q, dv))} if error_bound else {})},
     )
-    return ApproxResult(output=to_namespace(out.reshape(lead + (n_q, dv)), xp).astype(Qb.dtype),
-                        log_row_sums=to_namespace(log_d.reshape(lead + (n_q,)), xp).astype(Qb.dtype), cost=cost)
+    return host_result(out, log_d, lead, cost, xp, Qb.dtype)

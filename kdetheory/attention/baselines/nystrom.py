@@ -5,7 +5,7 @@ import numpy as np
 
 from ..._validation import check_int
 from .._cost import AttentionCost, StageCost
-from ._common import ApproxResult, prepare
+from ._common import QKV_PARAMETERS, SCALE_PARAMETER, ApproxResult, fill_doc, prepare
 
 
 def _segment_means(X, n_segments, xp):
@@ -59,21 +59,20 @@ def iterative_pinv(A, n_iterations, xp):
     return Z
 
 
+@fill_doc(qkv_parameters=QKV_PARAMETERS, scale_parameter=SCALE_PARAMETER)
 def nystrom(Q, K, V, *, n_landmarks, pinv_iterations=6, scale=1.0, rng=None):
     """Nystrom attention ``softmax(Q L_K^T) Z softmax(L_Q K^T) V`` with ``Z ~ pinv(softmax(L_Q L_K^T))``.
 
     Parameters
     ----------
-    Q : (..., n_q, d) array
-    K : (..., n_k, d) array
-    V : (..., n_k, d_v) array
+    {qkv_parameters}
     n_landmarks : int in 1..min(n_q, n_k)
         Number L of landmarks: segment means of L contiguous segments of Q and of K. The
         feature dimension is L (budget F gives L = 1.5 F, KDEformer's feature dimension).
     pinv_iterations : int >= 1, default 6
         Iterations k of Nystromformer's iterative pseudo-inverse (:func:`iterative_pinv`; the
         paper uses 6).
-    scale : float, default 1.0
+    {scale_parameter}
     rng : ignored
         Deterministic; accepted for a uniform calling convention.
 

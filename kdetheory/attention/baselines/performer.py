@@ -3,18 +3,24 @@ from __future__ import annotations
 
 from ..._rng import as_generator
 from ..._validation import check_int
+from .._batch import with_ones
 from .._cost import AttentionCost, StageCost
-from ._common import ApproxResult, prepare, shifted_positive_features, with_ones
+from ._common import (
+    QKV_PARAMETERS,
+    ApproxResult,
+    fill_doc,
+    prepare,
+    shifted_positive_features,
+)
 
 
+@fill_doc(qkv_parameters=QKV_PARAMETERS)
 def performer(Q, K, V, *, n_features, orthogonal=False, scale=1.0, rng=None):
     """Performer attention ``phi(Q) (phi(K)^T [V, 1])``, normalised by its last column.
 
     Parameters
     ----------
-    Q : (..., n_q, d) array
-    K : (..., n_k, d) array
-    V : (..., n_k, d_v) array
+    {qkv_parameters}
     n_features : int >= 1
         Number m of random features (the feature dimension; budget F gives m = F, docs/math.md §7.1).
     orthogonal : bool, default False

@@ -8,9 +8,10 @@ import numpy as np
 from ..._config import block_shape
 from ..._rng import as_generator
 from ..._validation import check_int
+from .._batch import with_ones
 from .._blocks import BlockPartition
 from .._cost import AttentionCost, StageCost
-from ._common import ApproxResult, prepare, with_ones
+from ._common import QKV_PARAMETERS, SCALE_PARAMETER, ApproxResult, fill_doc, prepare
 
 _SELF_LOGIT = -1e5  # Reformer's "mask self unless there is no other target": a very small logit
 
@@ -43,14 +44,13 @@ def _window(part):
     return qi, q_ok, ki, k_ok
 
 
+@fill_doc(qkv_parameters=QKV_PARAMETERS, scale_parameter=SCALE_PARAMETER)
 def reformer(Q, K, V, *, bucket_size, n_rounds=8, n_buckets=None, shared_qk=False, scale=1.0, rng=None):
     """Reformer LSH attention: hash, sort, chunked attention with look-back, rounds merged.
 
     Parameters
     ----------
-    Q : (..., n_q, d) array
-    K : (..., n_k, d) array
-    V : (..., n_k, d_v) array
+    {qkv_parameters}
     bucket_size : int in 1..n_k
         Chunk size b; every query attends to the keys of its chunk and of the previous chunk
         (2b keys per round). Budget F gives b = F/2 (docs/math.md §7.1), feature dimension 2b = F.
@@ -63,7 +63,7 @@ def reformer(Q, K, V, *, bucket_size, n_rounds=8, n_buckets=None, shared_qk=Fals
         ``q_j / ||q_j||`` (K is ignored) and a query attends to itself only when it has no
         other target. Default False: the same target ``A = exp(scale Q K^T)`` as every other
         method, with the given K (queries and keys hashed by the same rotation).
-    scale : float, default 1.0
+    {scale_parameter}
     rng : None, int, SeedSequence or Generator
         Draws the random rotations (shared by every sequence of the batch).
 

@@ -11,20 +11,19 @@ from ..._stream import lse_products_on
 from ..._validation import check_int
 from .._cost import AttentionCost, StageCost
 from ..practical import kdeformer_practical
-from ._common import ApproxResult, prepare
+from ._common import QKV_PARAMETERS, SCALE_PARAMETER, ApproxResult, fill_doc, prepare
 
 
+@fill_doc(qkv_parameters=QKV_PARAMETERS, scale_parameter=SCALE_PARAMETER)
 def uniform_sampling(Q, K, V, *, n_samples, scale=1.0, rng=None):
     """Attention over ``s`` keys drawn uniformly without replacement, each weighted ``n_k / s``.
 
     Parameters
     ----------
-    Q : (..., n_q, d) array
-    K : (..., n_k, d) array
-    V : (..., n_k, d_v) array
+    {qkv_parameters}
     n_samples : int in 1..n_k
         Number s of keys per sequence (the feature dimension; budget F gives s = 1.5 F).
-    scale : float, default 1.0
+    {scale_parameter}
     rng : None, int, SeedSequence or Generator
         One independent key subset per sequence of the batch.
 
@@ -63,19 +62,20 @@ def uniform_sampling(Q, K, V, *, n_samples, scale=1.0, rng=None):
     return ApproxResult(output=out.reshape(lead + (n_q, dv)), log_row_sums=log_d.reshape(lead + (n_q,)), cost=cost)
 
 
+@fill_doc(qkv_parameters=QKV_PARAMETERS, scale_parameter=SCALE_PARAMETER)
 def hyperattention(Q, K, V, *, bucket_size, n_samples, n_hashes=7, scale=1.0, rng=None, backend="auto"):
     """HyperAttention-style attention: exact sorted-LSH diagonal blocks plus uniformly sampled keys.
 
     Parameters
     ----------
-    Q, K, V : arrays as in :func:`kdetheory.attention.practical.kdeformer_practical`
+    {qkv_parameters}
     bucket_size : int in 1..n_k
         Block size b of the sorted angular-LSH blocks.
     n_samples : int >= 0
         Number m of uniformly sampled keys (i.i.d., weight n_k/m each). Budget F gives b = F/2,
         m = F: feature dimension b + m = 1.5 F, equal to KDEformer's.
     n_hashes : int in 1..30, default 7
-    scale : float, default 1.0
+    {scale_parameter}
     rng : None, int, SeedSequence or Generator
     backend : {"auto", "numpy", "numba", "cupy"}
 

@@ -7,8 +7,16 @@ import numpy as np
 from ..._config import block_shape
 from ..._rng import as_generator
 from ..._validation import check_int
+from .._batch import with_ones
 from .._cost import AttentionCost, StageCost
-from ._common import ApproxResult, prepare, shifted_positive_features, with_ones
+from ._common import (
+    QKV_PARAMETERS,
+    SCALE_PARAMETER,
+    ApproxResult,
+    fill_doc,
+    prepare,
+    shifted_positive_features,
+)
 
 
 def _band_starts(n_q, n_k, w):
@@ -17,14 +25,13 @@ def _band_starts(n_q, n_k, w):
     return np.clip(centre - w // 2, 0, n_k - w)
 
 
+@fill_doc(qkv_parameters=QKV_PARAMETERS, scale_parameter=SCALE_PARAMETER)
 def scatterbrain(Q, K, V, *, n_features, local_size, orthogonal=False, scale=1.0, rng=None):
     """ScatterBrain: ``A ~ phi(Q) phi(K)^T`` off the window, exact ``exp(q k)`` on it.
 
     Parameters
     ----------
-    Q : (..., n_q, d) array
-    K : (..., n_k, d) array
-    V : (..., n_k, d_v) array
+    {qkv_parameters}
     n_features : int >= 1
         Performer features m of the low-rank part.
     local_size : int in 0..n_k
@@ -32,7 +39,7 @@ def scatterbrain(Q, K, V, *, n_features, local_size, orthogonal=False, scale=1.0
         ``i n_k / n_q`` (clipped at the ends). Budget F gives w = F/2 and m = F, feature
         dimension F/2 + F (docs/math.md §7.1).
     orthogonal : bool, default False
-    scale : float, default 1.0
+    {scale_parameter}
     rng : None, int, SeedSequence or Generator
 
     Returns

@@ -18,12 +18,13 @@ import math
 
 import numpy as np
 
-from ..._array import dlpack_aware, to_namespace, to_numpy
 from ... import _config
+from ..._array import dlpack_aware, to_numpy
 from ..._rng import as_generator
 from ..._validation import check_int, check_open_unit
+from .._batch import with_ones
 from .._cost import AttentionCost, StageCost
-from ._common import ApproxResult, prepare, with_ones
+from ._common import QKV_PARAMETERS, SCALE_PARAMETER, fill_doc, host_result, prepare
 
 __all__ = ["kernel_halving", "thinformer"]
 
@@ -84,23 +85,20 @@ def _pair_gram(Kp, Wp):
 
 
 @dlpack_aware
+@fill_doc(qkv_parameters=QKV_PARAMETERS, scale_parameter=SCALE_PARAMETER)
 def thinformer(Q, K, V, *, n_rounds, delta=0.5, scale=1.0, rng=None, error_bound=False):
     """Thinformer attention: softmax attention over key-value pairs thinned by kernel halving.
 
     Parameters
     ----------
-    Q : (..., n_q, d) array
-    K : (..., n_k, d) array
-    V : (..., n_k, d_v) array
-        Leading (batch, head) axes must agree; NumPy or CuPy, float64 or float32.
+    {qkv_parameters}
     n_rounds : int >= 0
         Number g of halving rounds: about ``n_k / 2^g`` pairs are kept (the feature dimension).
         ``0`` is exact attention.
     delta : float in (0, 1), default 0.5
         Failure probability of the max-norm guarantee (half for the walks' thresholds, half for
         the union bound over the ``n_q (d_v + 1)`` output entries and the rounds).
-    scale : float, default 1.0
-        ``A = exp(scale Q K^T)``.
+    {scale_parameter}
     rng : None, int, SeedSequence or Generator
         The walks' coin flips (independent per sequence).
     error_bound : bool, default False
@@ -199,5 +197,4 @@ def thinformer(Q, K, V, *, n_rounds, delta=0.5, scale=1.0, rng=None, error_bound
                 StageCost("thinned_attention", kernel_evaluations=B * n_q * s, flops=2 * B * n_q * s * (d + dv + 1))),
         samples=B * s, feature_dimension=s, details=details,
     )
-    return ApproxResult(output=to_namespace(out.reshape(lead + (n_q, dv)), xp).astype(Qb.dtype),
-                        log_row_sums=to_namespace(log_d.reshape(lead + (n_q,)), xp).astype(Qb.dtype), cost=cost)
+    return host_result(out, log_d, lead, cost, xp, Qb.dtype)

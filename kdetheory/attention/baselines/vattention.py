@@ -17,12 +17,13 @@ import math
 import numpy as np
 from scipy import stats
 
-from ..._array import dlpack_aware, to_namespace, to_numpy
 from ... import _config
+from ..._array import dlpack_aware, to_numpy
 from ..._rng import as_generator
 from ..._validation import check_int, check_open_unit
+from .._batch import with_ones
 from .._cost import AttentionCost, StageCost
-from ._common import ApproxResult, prepare
+from ._common import QKV_PARAMETERS, SCALE_PARAMETER, fill_doc, host_result, prepare
 
 __all__ = ["vattention", "vattention_sample_size"]
 
@@ -89,16 +90,14 @@ def _deterministic_keys(scores, n_q, n_k, q0, n_sink, window, top_k):
 
 
 @dlpack_aware
+@fill_doc(qkv_parameters=QKV_PARAMETERS, scale_parameter=SCALE_PARAMETER)
 def vattention(Q, K, V, *, n_sink=1, window=0, top_k=0, n_samples=None, eps=None, delta=None, n_base=16,
                top_k_sketch=None, scale=1.0, rng=None):
     """vAttention-style attention: exact sink, window and top-k keys plus a sampled residual.
 
     Parameters
     ----------
-    Q : (..., n_q, d) array
-    K : (..., n_k, d) array
-    V : (..., n_k, d_v) array
-        Leading (batch, head) axes must agree; NumPy or CuPy, float64 or float32.
+    {qkv_parameters}
     n_sink : int >= 0, default 1
         The first keys, always attended exactly (attention sinks; ``[CLS]`` for an encoder).
     window : int >= 0, default 0
@@ -118,8 +117,7 @@ def vattention(Q, K, V, *, n_sink=1, window=0, top_k=0, n_samples=None, eps=None
         Select the top-k keys by scores from an r-dimensional Gaussian sketch
         ``<q P, k P>`` (``P`` d x r, entries N(0, 1/r)) instead of the exact logits (None: exact
         "oracle" top-k, which costs all ``n_q n_k`` logits).
-    scale : float, default 1.0
-        ``A = exp(scale Q K^T)``.
+    {scale_parameter}
     rng : None, int, SeedSequence or Generator
         Residual samples (independent for every query) and the sketch.
 
@@ -168,6 +166,7 @@ def vattention(Q, K, V, *, n_sink=1, window=0, top_k=0, n_samples=None, eps=None
     gen = as_generator(rng)
     P = gen.standard_normal((d, top_k_sketch)) / math.sqrt(top_k_sketch) if top_k_sketch else None
     Qh, Kh, Vh = (to_numpy(X).astype(np.float64) for X in (Qb, Kb, Vb))
+    V1 = with_ones(Vh, np)
     out = np.empty((B, n_q, dv))
     log_d = np.empty((B, n_q))
     n_det = n_samp = 0
@@ -191,7 +190,7 @@ def vattention(Q, K, V, *, n_sink=1, window=0, top_k=0, n_samples=None, eps=None
                 s = _rule_sizes(x, Vh[b], det, rank, r, n_base, eps, delta)
             drawn = rank < s[:, None]
             w = np.where(det, 1.0, np.where(drawn, r[:, None] / np.maximum(s, 1)[:, None], 0.0))
-            num = (w * x) @ np.concatenate([Vh[b], np.ones((n_k, 1))], axis=1)
+            num = (w * x) @ V1[b]
             out[b, q0:q1] = num[:, :dv] / num[:, dv:]
             log_d[b, q0:q1] = shift[:, 0] + np.log(num[:, dv])
             n_det += int(det.sum())
@@ -210,8 +209,7 @@ def vattention(Q, K, V, *, n_sink=1, window=0, top_k=0, n_samples=None, eps=None
         details={"deterministic_keys": n_det, "sampled_keys": n_samp,
                  "mean_sample_size": n_samp / (B * n_q)},
     )
-    return ApproxResult(output=to_namespace(out.reshape(lead + (n_q, dv)), xp).astype(Qb.dtype),
-                        log_row_sums=to_namespace(log_d.reshape(lead + (n_q,)), xp).astype(Qb.dtype), cost=cost)
+    return host_result(out, log_d, lead, cost, xp, Qb.dtype)
 
 
 def _rule_sizes(x, V, det, rank, r, n_base, eps, delta):
