@@ -171,23 +171,18 @@ _KERNEL_SOURCES = {
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
         z ^= z >> 31;
         u = (double)(z >> 11) * 1.1102230246251565e-16;"""),
-    # exp(-r^2) / p1(r / w)^k with log p1 as in log_p1
+    # exp(-r^2) / p1(r / w)^k with log p1 as in log_p1: the device function of hbe_common.cuh (the preamble)
     "kernel_over_collision": ("float64 r2, float64 k, float64 width", "float64 out", """
-        double c = sqrt(r2) / width;
-        double lp;
-        if (c >= 1e-100) {
-            double p = erf(1.0 / (1.4142135623730951 * c)) + 0.7978845608028654 * c * expm1(-0.5 / (c * c));
-            lp = log(fmax(p, 2.2250738585072014e-308));
-        } else {
-            lp = -0.7978845608028654 * c;
-        }
-        out = exp(-r2 - k * lp);"""),
+        out = kernel_over_collision(r2, k, width);"""),
 }
 
 
 def _cuda_kernel(cp, name):
     if name not in _KERNELS:
-        _KERNELS[name] = cp.ElementwiseKernel(*_KERNEL_SOURCES[name], "kdetheory_hbe_" + name)
+        from ._module import HBE_COMMON
+
+        preamble = HBE_COMMON.read_text() if name == "kernel_over_collision" else ""
+        _KERNELS[name] = cp.ElementwiseKernel(*_KERNEL_SOURCES[name], "kdetheory_hbe_" + name, preamble=preamble)
     return _KERNELS[name]
 
 

@@ -10,6 +10,8 @@ from .. import _config
 
 _SOURCE = Path(__file__).with_name("online_softmax.cu")
 _HBE_SOURCE = Path(__file__).with_name("hbe.cu")
+#: device functions shared by hbe.cu and the elementwise kernels of ``_hbe.py``
+HBE_COMMON = Path(__file__).with_name("hbe_common.cuh")
 _THREADS = 256
 _SMEM_LIMIT = 227 * 1024  # per-block opt-in limit of Hopper (and Ampere A100: 163 KiB, checked at launch)
 
@@ -77,5 +79,6 @@ def hbe_kernel(key_dtype_name):
     import cupy as cp
 
     key = {"int32": "int", "int64": "long long"}[key_dtype_name]
-    return cp.RawModule(code=_HBE_SOURCE.read_text(), options=("-std=c++17", f"-DKD_KEY={key}")).get_function(
+    code = HBE_COMMON.read_text() + "\n" + _HBE_SOURCE.read_text()
+    return cp.RawModule(code=code, options=("-std=c++17", f"-DKD_KEY={key}")).get_function(
         "hbe_sample_level")

@@ -36,18 +36,7 @@ __device__ __forceinline__ long long search_right(const double* v, long long lo,
     return lo;
 }
 
-// exp(-r^2) / p1(r / w)^k, the formula of kdetheory._cupy._hbe.kernel_over_collision
-__device__ __forceinline__ double kernel_over_collision(double r2, double k, double width) {
-    double c = sqrt(r2) / width;
-    double lp;
-    if (c >= 1e-100) {
-        double p = erf(1.0 / (1.4142135623730951 * c)) + 0.7978845608028654 * c * expm1(-0.5 / (c * c));
-        lp = log(fmax(p, 2.2250738585072014e-308));
-    } else {
-        lp = -0.7978845608028654 * c;
-    }
-    return exp(-r2 - k * lp);
-}
+// kernel_over_collision(r2, k, width): from hbe_common.cuh, prepended at compile time (_module.hbe_kernel).
 
 extern "C" __global__ void hbe_sample_level(
         const long long* __restrict__ codes,             // (m, T, k): query i's key in table t

@@ -31,10 +31,8 @@ def _cp():
 
 
 @pytest.fixture(scope="module")
-def data():
-    X = clustered_points(20000, 5, n_clusters=6, spread=0.5, separation=4.0, rng=0)
-    Y, _, mu = queries_at_densities(X, [0.1, 0.05, 0.02], 10, bandwidth=H, rng=1)
-    return X, Y, mu
+def data(blob):
+    return blob  # tests/gpu/conftest.py (bandwidth H)
 
 
 def _kw(sizing, **kw):

@@ -28,7 +28,6 @@ from kdetheory._array import cupy_available
 from kdetheory.attention import kdeformer
 from kdetheory.attention.kdeformer import diameter_bound
 from kdetheory.datasets import bounded_diameter_instance
-from kdetheory.datasets.kde_instances import clustered_points, queries_at_densities
 from kdetheory.kde import RandomSamplingKDE, WeightedExpKDE, gaussian_kde
 from kdetheory.kde.exact import exp_kde
 from kdetheory.linalg import relative_spectral_error
@@ -45,10 +44,8 @@ def _cp():
 
 
 @pytest.fixture(scope="module")
-def data():
-    X = clustered_points(20000, 5, n_clusters=6, spread=0.5, separation=4.0, rng=0)
-    Y, _, mu = queries_at_densities(X, [0.1, 0.05, 0.02], 10, bandwidth=H, rng=1)
-    return X, Y, mu
+def data(blob):
+    return blob  # tests/gpu/conftest.py (bandwidth H)
 
 
 @pytest.mark.parametrize("permuted", [False, True], ids=["plain", "permuted"])
