@@ -212,16 +212,6 @@ HBE_FIXED = "HBE (eps 0.5, delta 0.2, variance constant 0.01; fixed knob)"
 DEANN_SKIPS = {}
 
 
-def _accepts_adaptive(cls):
-    """Whether ``cls`` accepts ``sizing="adaptive"`` at run time (estimators are being extended)."""
-    X = np.random.default_rng(0).standard_normal((64, 2))
-    try:
-        cls(X, sizing="adaptive", eps=0.5, delta=0.5, mu_min=0.1, rng=0)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
 def _target_estimators(eps, delta, mu_min, h, fixed=False):
     """name -> factory(X, rng), or name -> reason it is not available: every estimator at the
     guarantee's settings (eps, delta, mu_min), no tuning knob; with ``fixed`` also the fixed-knob rows."""
@@ -237,8 +227,7 @@ def _target_estimators(eps, delta, mu_min, h, fixed=False):
         "HBE (worst case)": lambda X, r: HashingBasedKDE(X, rng=r, **kw),
         "HBE (adaptive)": lambda X, r: HashingBasedKDE(X, sizing="adaptive", rng=r, **kw),
         "CKNS (worst case)": lambda X, r: CKNSKDE(X, rng=r, **kw),
-        "CKNS (adaptive)": (lambda X, r: CKNSKDE(X, sizing="adaptive", rng=r, **kw)) if _accepts_adaptive(CKNSKDE)
-        else "not available: CKNSKDE does not accept sizing='adaptive' in this version",
+        "CKNS (adaptive)": lambda X, r: CKNSKDE(X, sizing="adaptive", rng=r, **kw),
         **extra,
     }
 
@@ -318,7 +307,7 @@ def run_targets(n=400_000, m=200, noise=0.1, h=1.5, eps=0.2, delta=0.1, mu_min=1
     return info, rows
 
 
-def _row_cells(r, n):
+def _row_cells(r):
     if "skipped" in r:
         return f"| {r['est']} | skipped: {r['skipped']} |" + " |" * 9
     return (f"| {r['est']} | {r['build']:.1f} | {r['ms']:.2f} | {r['mean_err']:.3f} | {r['p90_err']:.3f} | "
@@ -347,7 +336,7 @@ def targets_markdown(info, rows):
              _TABLE_HEAD[0] + " meets target |", _TABLE_HEAD[1] + "---|"]
     for r in rows:
         ok = "skipped" not in r and r["within"] >= 0.9 and r["kev"] < n / 20 and r["est"] != "Exact"
-        lines.append(_row_cells(r, n) + (" |" if "skipped" in r else f" {'yes' if ok else 'no'} |"))
+        lines.append(_row_cells(r) + (" |" if "skipped" in r else f" {'yes' if ok else 'no'} |"))
     return "\n".join(lines) + "\n"
 
 
@@ -445,7 +434,7 @@ def deann_markdown(common, tables, seconds):
                   (f"Median query density {i['median']:.3e}; percentiles 10/50/90: "
                   f"{', '.join(f'{v:.2e}' for v in i['mu_pct'])}; {i['covered']} of {c['m']} queries have "
                   "mu >= mu_min."), ""] + _TABLE_HEAD
-        lines += [_row_cells(r, c["n"]) for r in t["rows"]]
+        lines += [_row_cells(r) for r in t["rows"]]
         lines += ["", f"Verdict: {i['verdict']}."]
     return "\n".join(lines) + "\n"
 

@@ -376,7 +376,7 @@ def main(argv=None):
     p.add_argument("--table", action="store_true", help="the issue-14 per-estimator table (clustered and GloVe)")
     p.add_argument("--device", choices=("gpu", "cpu"), default="gpu", help="--table on CuPy (gpu) or NumPy (cpu dry run)")
     p.add_argument("--n", type=int, default=None, help="--table: clustered points (default 10^6; also caps --glove-rows)")
-    p.add_argument("--datasets", nargs="*", default=["clustered", "glove"], choices=("clustered", "glove"))
+    p.add_argument("--datasets", nargs="+", default=["clustered", "glove"], choices=("clustered", "glove"))
     p.add_argument("--glove-npy", default=None, help="--table: GloVe rows from this .npy (else the data package)")
     p.add_argument("--glove-rows", type=int, default=None, help="--table: GloVe rows used (default 400000)")
     p.add_argument("--budget-s", type=float, default=420.0, help="--table: no new estimator starts after this")

@@ -355,6 +355,8 @@ def parse(argv=None):
         p.error(f"--eps: got {args.eps}; pass a value in (0, 1)")
     if args.budget_s <= 0 or args.samples < 1:
         p.error("--budget-s and --samples must be positive")
+    if min(args.cs) <= 0 or min(args.dims) < 1:
+        p.error(f"--cs {args.cs} / --dims {args.dims}: pass positive diameter constants and dimensions")
     return args
 
 

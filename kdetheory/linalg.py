@@ -38,10 +38,11 @@ def _gram_norm(M):
     """``||M||_2`` from the top eigenvalue of the smaller Gram matrix: O(p q min(p, q)), no SVD.
 
     The top eigenvalue of a Gram matrix is perfectly conditioned (Weyl: an error E moves it by
-    at most ||E||), so ``sigma_max`` keeps a relative accuracy of about ``max(p, q) u``.
+    at most ||E||), so ``sigma_max`` keeps a relative accuracy of about ``max(p, q) u``. A CuPy ``M``
+    forms the Gram matrix on the device; only that ``min(p, q)``-square matrix is copied to the host.
     """
-    M = np.asarray(M, dtype=np.float64)
-    G = M.T @ M if M.shape[0] >= M.shape[1] else M @ M.T
+    M = M.astype(np.float64) if is_cupy_array(M) else np.asarray(M, dtype=np.float64)
+    G = to_numpy(M.T @ M if M.shape[0] >= M.shape[1] else M @ M.T)
     return float(np.sqrt(max(np.linalg.eigvalsh(G)[-1], 0.0)))
 
 

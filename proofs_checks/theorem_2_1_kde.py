@@ -311,7 +311,8 @@ def _diameter_slope(kde, stage, gamma2, w, n):
 
     Worst-case sizing: the budget is e^{tau gamma^2/2} times factors free of gamma, so the slope must match
     (interval inside the predicted slope +- SLOPE_TOL). Adaptive sizing stops on the query's own variance, which
-    is at most the worst case's (relative variance <= 1/mu <= e^{tau gamma^2/2} up to constants) and may grow
+    is at most the worst case's (relative variance <= 1/mu <= e^{tau gamma^2/2} for the row sums, e^{tau gamma^2}
+    for the column norms at diameter sqrt(2) gamma, up to constants) and may grow
     slower: the slope is bounded, so the rule is an upper bound (interval below predicted + SLOPE_TOL holds, above
     it fails); whether it also matches the predicted slope is reported beside.
     """
@@ -358,8 +359,9 @@ def run_runtime_diameter(size="quick", rng=0, backend="auto") -> ClaimResult:
         for k, r in measured.items() if "slope" in r)
     return ClaimResult(
         name="kde_runtime_vs_diameter", source="Theorem 3.4, Corollary 3.4 (docs/math.md §8.19)",
-        claim="KDEformer's KDE work grows like exp(tau gamma^2 / 2) for the row sums and exp(tau gamma^2) for the "
-              "column norms (tau = 1/2 HBE, 1 random sampling), gamma = max ||q_i - k_j||",
+        claim="KDEformer's KDE work grows at most like exp(tau gamma^2 / 2) for the row sums and exp(tau gamma^2) "
+              "for the column norms (tau = 1/2 HBE, 1 random sampling), gamma = max ||q_i - k_j||; with worst-case "
+              "sizing exactly like it",
         data=f"bounded_diameter_instance d = {DIM}, eps = {RUNTIME_EPS}, m = {RUNTIME_M}; worst-case sizing "
              f"({', '.join(RUNTIME_KDES)}) at n = {n_w}, c in {cs_w}; adaptive random sampling at n = {n_a}, c in "
              f"{cs_a} (gamma^2 = c ln n)",

@@ -35,7 +35,7 @@ import dataclasses
 import numpy as np
 
 from .. import _config
-from ..kde._base import gathered_squared_distances
+from ..kde._base import gathered_squared_distances, squared_distances
 from ..lsh.euclidean import hash_points
 from ._hbe import DeviceBucketTables, _xp_of, log_p1
 
@@ -129,11 +129,6 @@ def device_unit(Xs, S, coef, projections, offsets, weights):
     return CKNSUnit(S=S, coef=coef, lsh=True, projections=P, offsets=O, tables=tab, coef_pos=coef_pos)
 
 
-def _squared_distances(A, B):
-    D = A - B
-    return _xp_of(D).einsum("ij,ij->i", D, D)
-
-
 def _lsh_shell(Xh, Yq, shell, unit, codes, width):
     """Twin of ``kdetheory.kde.ckns._shell_numpy``: ``sum coef_x k(x, q) / P_found(x)`` over the distinct
     points found in any of the shell's tables that lie in the shell; (z, distinct points evaluated)."""
@@ -157,7 +152,7 @@ def _lsh_shell(Xh, Yq, shell, unit, codes, width):
     first = xp.ones(total, dtype=bool)
     first[1:] = key[1:] != key[:-1]
     pos, qq = pos[first], qq[first]
-    r2 = _squared_distances(Xh[tab.members[pos]], Yq[qq])
+    r2 = squared_distances(Xh[tab.members[pos]], Yq[qq])
     lo, hi = shell.r2
     inside = (r2 >= lo) & (r2 < hi)
     p = xp.exp(shell.k * log_p1(xp.sqrt(r2) / width))

@@ -22,6 +22,7 @@ from .._stream import lse_products_on
 from .._validation import check_int, check_matrix, check_open_unit, check_same_columns
 from ..amm import SamplingMatrix, required_samples, sampling_probabilities
 from ..kde.weighted_exp import WeightedExpKDE, resolve_estimator
+from ..linalg import _gram_norm
 from ._cost import AttentionCost, StageCost
 from .exact import check_qkv
 
@@ -270,14 +271,12 @@ def _kdeformer(Qs, Ks, V, eps, delta, n_samples, kde, gens, xp, backend):
 
 
 def _spectral_norm(V):
-    """``||V||_2`` in float64. NumPy: LAPACK's SVD, as always. CuPy: the top eigenvalue of the ``d_v x d_v``
-    Gram matrix formed on the device (the only thing copied; perfectly conditioned, see
-    ``kdetheory.linalg._gram_norm``), instead of a host copy of V."""
-    V64 = V.astype(np.float64)
+    """``||V||_2`` in float64. NumPy: LAPACK's SVD, as always. CuPy: ``kdetheory.linalg._gram_norm``, the top
+    eigenvalue of the ``d_v x d_v`` Gram matrix formed on the device (the only thing copied), instead of a host
+    copy of V."""
     if namespace(V) is np:
-        return float(np.linalg.norm(V64, 2))
-    G = to_numpy(V64.T @ V64)
-    return float(np.sqrt(max(np.linalg.eigvalsh(G)[-1], 0.0)))
+        return float(np.linalg.norm(V.astype(np.float64), 2))
+    return _gram_norm(V)
 
 
 def _sampled_product(Qs, Ks, V, S, log_d, xp, backend):

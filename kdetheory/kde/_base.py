@@ -261,7 +261,7 @@ class KDEEstimator(abc.ABC):
 def squared_distances(A, B):
     """Row-wise ``||a_i - b_i||^2`` of two (p, d) arrays, by differences (no cancellation, never < 0)."""
     D = A - B
-    return np.einsum("ij,ij->i", D, D)
+    return namespace(D).einsum("ij,ij->i", D, D)
 
 
 def gathered_squared_distances(X, Y, idx):

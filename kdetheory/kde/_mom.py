@@ -56,20 +56,29 @@ def _chebyshev_shape(delta):
     """(c, G) minimising c * G with P[Binomial(G, 1/c) >= (G+1)/2] <= delta (independent of V)."""
     best = None
     for n_groups in range(1, 200, 2):
-        lo, hi = 1.0, 1.0 / delta + 1.0
-        if failure_bound(hi, n_groups) > delta:
+        hi = chebyshev_factor(n_groups, delta)
+        if math.isinf(hi):
             continue
-        for _ in range(40):  # bisection on the Chebyshev factor
-            mid = 0.5 * (lo + hi)
-            if failure_bound(mid, n_groups) <= delta:
-                hi = mid
-            else:
-                lo = mid
         if best is None or hi * n_groups < best[0] * best[1]:
             best = (hi, n_groups)
         if n_groups > 8 * math.log(1 / delta) + 3:
             break
     return best
+
+
+def chebyshev_factor(n_groups, delta):
+    """Smallest Chebyshev factor ``c`` with ``P[Binomial(G, 1/c) >= (G + 1)/2] <= delta`` (odd ``G``), from above
+    by 40 bisection steps on ``[1, 1/delta + 1]``; ``inf`` when even ``1/delta + 1`` is not enough."""
+    lo, hi = 1.0, 1.0 / delta + 1.0
+    if failure_bound(hi, n_groups) > delta:
+        return math.inf
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if failure_bound(mid, n_groups) <= delta:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def median_of_means(samples, n_groups, xp=np):

@@ -29,7 +29,8 @@ from .._array import to_numpy
 from .._validation import check_choice, check_int, check_positive
 from ..lsh.euclidean import BucketTables, _log_p1, hash_points, log_found_probability
 from ._base import KDEEstimator, adaptive_search, density_levels, gathered_squared_distances, squared_distances
-from ._mom import failure_bound, median_of_means, mom_shape
+from ._mom import chebyshev_factor as _mom_chebyshev_factor
+from ._mom import median_of_means, mom_shape
 
 __all__ = ["CKNSKDE", "CKNSLevel", "CKNSShell", "CKNSUnit"]
 
@@ -261,18 +262,7 @@ def copy_checkpoints(max_copies, first=FIRST_CHECKPOINT):
 @functools.lru_cache(maxsize=4096)
 def chebyshev_factor(n_groups, delta):
     """Smallest ``c`` with ``P[Binomial(G, 1/c) >= (G + 1)/2] <= delta`` for odd ``G`` (``inf`` if none)."""
-    if n_groups == 1:
-        return 1.0 / delta
-    lo, hi = 1.0, 1.0 / delta + 1.0
-    if failure_bound(hi, n_groups) > delta:
-        return math.inf
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        if failure_bound(mid, n_groups) <= delta:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return 1.0 / delta if n_groups == 1 else _mom_chebyshev_factor(n_groups, delta)
 
 
 def _checkpoint_shape(t, delta):
@@ -457,7 +447,8 @@ class CKNSKDE(KDEEstimator):
     exact_fallback : bool, default True
         Answer exactly where the structure would cost more than ``n/2``: a level whose expected
         cost exceeds ``n/2`` (adaptive: whose copies, capped at a cost of ``n/4``, cannot certify
-        even a query at the level's acceptance density) is not built, and a query answers exactly
+        even a query at the top of the densities the level serves, ``min(mu_max, ratio^2 b)``) is not
+        built, and a query answers exactly
         once what it has spent plus the next level's cost bound exceeds ``n/2`` (never more than
         ``n/2 + n`` in all). False keeps every structure (to measure its cost and variance where
         exact would be cheaper).
@@ -681,13 +672,15 @@ class CKNSKDE(KDEEstimator):
                 return to_numpy(Z)  # the stopping rule runs on the host (device path: one (m, t) transfer)
 
             floor = self._mu_floor if j == J else self.level_ratio * level.budget
-            est, used, _ = copies_stop(draw, idx.size, self.eps, level.variance, level.stop_plan, floor,
-                                       level.term_range)
+            est, used, low = copies_stop(draw, idx.size, self.eps, level.variance, level.stop_plan, floor,
+                                         level.term_range)
             final = np.isnan(est)  # copies exhausted without a certified answer: the exact sum
             if final.any():
                 est[final] = exact(idx[final])
                 kev[final] += self.n
-            return est, kev, hev, used, final
+            # at the last level a stream stopped by "upper bound < mu_min" is a certified rejection, not an
+            # estimate to compare with (1 - eps) mu_min: final, so the search flags it below mu_min
+            return est, kev, hev, used, final | (low if j == J else False)
 
         return adaptive_search(Y.shape[0], self.budgets, self.level_ratio, self.eps, estimate_level, exact,
                                [lev.cost for lev in self.levels], self.n,

@@ -369,13 +369,14 @@ class HashingBasedKDE(KDEEstimator):
                 return both[:, :-1]
 
             floor = self._mu_floor if j == J else self.level_ratio * level.budget
-            est, used, _ = bernstein_stop(draw, idx.size, self.eps, self.delta / 3.0, level.value_range,
-                                          level.n_tables, floor=floor)
+            est, used, low = bernstein_stop(draw, idx.size, self.eps, self.delta / 3.0, level.value_range,
+                                            level.n_tables, floor=floor)
             final = np.isnan(est)  # tables exhausted without a certified answer: the exact sum
             if final.any():
                 est[final] = exact(idx[final])
                 kev[final] += self.n
-            return est, kev, used * level.k, used, final
+            # at the last level "upper bound < mu_min" is a certified rejection: final, flagged below mu_min
+            return est, kev, used * level.k, used, final | (low if j == J else False)
 
         return adaptive_search(Y.shape[0], self.budgets, self.level_ratio, self.eps, estimate_level, exact,
                                [lev.cost for lev in self.levels], self.n,
