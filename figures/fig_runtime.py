@@ -24,6 +24,9 @@ def make(results_dir, outdir):
                   color=_style.color_for(sizing), label=f"KDEformer, {sizing.replace('_', '-')} sizing")
     n = np.unique(np.concatenate([np.asarray(data[f"n_{s}"], float) for s in sizings]))
     ax.loglog(n, n**2, "k--", label=r"exact attention, $n^2$")
+    ax.set_xscale("log", base=2)  # the sizes are powers of two; one label per size, no crowded minor labels
+    ax.set_xticks(n, [f"$2^{{{int(round(np.log2(v)))}}}$" for v in n])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_xlabel("sequence length n")
     ax.set_ylabel("KDE-stage kernel + hash evaluations")
     ax.set_title(rf"Corollary 3.4: KDE-stage work for $\max\|q-k\|^2 \leq {float(data['c'])}\ln n$", fontsize=9)
