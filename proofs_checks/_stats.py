@@ -92,6 +92,16 @@ def _check_count(value, name: str, func: str, minimum: int) -> int:
     return int(value)
 
 
+def _binomial_arguments(func: str, failures, trials, delta, alpha):
+    """Validated ``(failures, trials, delta, alpha)`` of a one-sided binomial test (shared by the test here and
+    :func:`proofs_checks._verdicts.binomial_verdict`)."""
+    trials = _check_count(trials, "trials", func, 1)
+    failures = _check_count(failures, "failures", func, 0)
+    if failures > trials:
+        raise ValueError(f"{func}: failures={failures} exceeds trials={trials}")
+    return failures, trials, _probability(delta, "delta", func), _probability(alpha, "alpha", func)
+
+
 def binomial_failure_test(failures: int, trials: int, delta: float, alpha: float = 1e-6) -> BinomialTest:
     """One-sided exact binomial test of "the failure probability is at most delta".
 
@@ -116,13 +126,7 @@ def binomial_failure_test(failures: int, trials: int, delta: float, alpha: float
     The p-value is ``scipy.stats.binomtest(failures, trials, delta, alternative="greater").pvalue``. Pair it
     with :func:`proofs_checks._verdicts.trials_for_power` so that a faulty implementation would have been caught.
     """
-    func = "binomial_failure_test"
-    trials = _check_count(trials, "trials", func, 1)
-    failures = _check_count(failures, "failures", func, 0)
-    if failures > trials:
-        raise ValueError(f"{func}: failures={failures} exceeds trials={trials}")
-    delta = _probability(delta, "delta", func)
-    alpha = _probability(alpha, "alpha", func)
+    failures, trials, delta, alpha = _binomial_arguments("binomial_failure_test", failures, trials, delta, alpha)
     p_value = float(stats.binomtest(failures, trials, delta, alternative="greater").pvalue)
     return BinomialTest(failures, trials, delta, alpha, p_value, p_value < alpha)
 

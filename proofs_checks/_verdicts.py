@@ -28,7 +28,7 @@ import numpy as np
 from scipy import integrate, stats
 
 from ._stats import _check_count as _count
-from ._stats import _probability, _real, critical_failures
+from ._stats import _binomial_arguments, _probability, _real, critical_failures
 
 __all__ = [
     "interval_verdict",
@@ -197,12 +197,7 @@ def binomial_verdict(failures: int, trials: int, delta: float, alpha: float, pow
         ``"inconclusive (too few trials: power p against failure rate v; need N)"``.
     """
     func = "binomial_verdict"
-    trials = _count(trials, "trials", func, 1)
-    failures = _count(failures, "failures", func, 0)
-    if failures > trials:
-        raise ValueError(f"{func}: failures={failures} exceeds trials={trials}")
-    delta = _probability(delta, "delta", func)
-    alpha = _probability(alpha, "alpha", func)
+    failures, trials, delta, alpha = _binomial_arguments(func, failures, trials, delta, alpha)
     power_against = _probability(power_against, "power_against", func)
     if power_against <= delta:
         raise ValueError(f"{func}: power_against={power_against!r} must exceed delta={delta!r} (it is a violation)")

@@ -11,26 +11,18 @@ test here (all comparisons are exact).
 
 import numpy as np
 import pytest
+from standin_data import H, standin_instance
 
 from kdetheory._cupy import _ckns, _hbe
-from kdetheory.datasets.kde_instances import clustered_points, queries_at_densities
 from kdetheory.kde import CKNSKDE
 from kdetheory.kde import ckns as ckns_module
 from kdetheory.lsh.euclidean import BucketTables
-
-H = 1.5
 
 
 class StandIn(CKNSKDE):
     """The device code path on NumPy arrays (``kdetheory._cupy._ckns`` run with ``xp = numpy``)."""
 
     _on_device = True
-
-
-def _instance(n=1501, d=5, m=21, dtype=np.float64):  # odd sizes on purpose
-    X = clustered_points(n, d, n_clusters=4, spread=0.5, separation=4.0, rng=0)
-    Y, _, mu = queries_at_densities(X, [0.15, 0.1, 0.05], m // 3, bandwidth=H, rng=1)
-    return X.astype(dtype), Y.astype(dtype), mu
 
 
 def _kw(sizing="worst_case", **kw):
@@ -47,7 +39,7 @@ def _kw(sizing="worst_case", **kw):
 def test_standin_matches_host_reference(sizing, dtype):
     """Same seed, same answer: estimates, kernel / hash evaluations, copies read, levels and flags per query all
     equal the NumPy reference's (weighted data, so the coefficients w_x / (n pi_x) are exercised)."""
-    X, Y, _ = _instance(dtype=dtype)
+    X, Y, _ = standin_instance(dtype=dtype)
     w = np.random.default_rng(5).uniform(0.2, 3.0, X.shape[0])
     kw = _kw(sizing, weights=w)
     ref = CKNSKDE(X, rng=3, **kw).query(Y, rng=4)
@@ -61,7 +53,7 @@ def test_standin_matches_host_reference(sizing, dtype):
 
 def test_standin_samples_match_host():
     """Every copy's value (``samples``) equals the host's, on the level with both scanned and LSH shells."""
-    X, Y, _ = _instance()
+    X, Y, _ = standin_instance()
     ref, dev = CKNSKDE(X, rng=8, **_kw()), StandIn(X, rng=8, **_kw())
     lev = ref.levels[-1]
     assert any(u.lsh for u in lev.copies[0]) and any(not u.lsh and u.S.size for u in lev.copies[0])
@@ -71,7 +63,7 @@ def test_standin_samples_match_host():
 def test_standin_structures_equal_host():
     """The device LSH tables equal the host ``BucketTables`` of the same build array by array, and the flattened
     scanned shells hold exactly the host units' subsamples, coefficients and shell bounds, copy by copy."""
-    X, _, _ = _instance()
+    X, _, _ = standin_instance()
     ref, dev = CKNSKDE(X, rng=7, **_kw()), StandIn(X, rng=7, **_kw())
     n_lsh = 0
     for a, b in zip(ref.levels, dev.levels):
@@ -101,7 +93,7 @@ def test_standin_structures_equal_host():
 def test_standin_moves_only_per_query_vectors(monkeypatch):
     """Build and worst-case query of the device path hand the driver nothing larger than one value per query
     (the host path converts the whole (n, d) data and the (m, copies) samples: the check has teeth)."""
-    X, Y, _ = _instance()
+    X, Y, _ = standin_instance()
     sizes = []
     real = ckns_module.to_numpy
 
@@ -122,7 +114,7 @@ def test_standin_moves_only_per_query_vectors(monkeypatch):
 def test_lsh_shell_counts_a_point_found_twice_once():
     """A point found in several tables is one kernel evaluation and one term (the dedupe of the device path),
     and a shell with no bucket hit gives zeros (no gather at all)."""
-    X, Y, _ = _instance()
+    X, Y, _ = standin_instance()
     est, ref = StandIn(X, rng=5, **_kw()), CKNSKDE(X, rng=5, **_kw())
     s = next(s for s, u in enumerate(est.levels[-1].copies[0]) if u.lsh)
     shell, unit = est.levels[-1].shells[s], est.levels[-1].copies[0][s]

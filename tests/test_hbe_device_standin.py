@@ -9,15 +9,14 @@ tests/gpu/test_hbe_gpu.py. No statistical test here (all comparisons are exact).
 
 import numpy as np
 import pytest
+from standin_data import H, standin_instance
 
 from kdetheory._array import cupy_available
 from kdetheory._cupy import _hbe
-from kdetheory.datasets.kde_instances import clustered_points, queries_at_densities
 from kdetheory.kde import HashingBasedKDE
 from kdetheory.kde import hbe as hbe_module
 from kdetheory.lsh.euclidean import BucketTables
 
-H = 1.5
 gpu = pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")
 
 
@@ -25,12 +24,6 @@ class StandIn(HashingBasedKDE):
     """The device code path on NumPy arrays (``kdetheory._cupy._hbe`` run with ``xp = numpy``)."""
 
     _on_device = True
-
-
-def _instance(n=1501, d=5, m=21, dtype=np.float64):  # odd sizes on purpose
-    X = clustered_points(n, d, n_clusters=4, spread=0.5, separation=4.0, rng=0)
-    Y, _, mu = queries_at_densities(X, [0.15, 0.1, 0.05], m // 3, bandwidth=H, rng=1)
-    return X.astype(dtype), Y.astype(dtype), mu
 
 
 def _kw(**kw):
@@ -49,7 +42,7 @@ def _kw(**kw):
 def test_standin_matches_host_reference(form, sizing, dtype):
     """Same seed, same answer: estimates, kernel / hash evaluations, samples and levels per query all equal the
     NumPy reference's (weighted data, so the weighted draw and the bucket weights are exercised)."""
-    X, Y, _ = _instance(dtype=dtype)
+    X, Y, _ = standin_instance(dtype=dtype)
     w = np.random.default_rng(5).uniform(0.2, 3.0, X.shape[0])
     kw = _kw(form=form, sizing=sizing, weights=w, backend="numpy")
     ref = HashingBasedKDE(X, rng=3, **kw).query(Y, rng=4)
@@ -93,7 +86,7 @@ def test_fused_route_of_the_driver_matches_host_reference(monkeypatch, sizing):
 
     monkeypatch.setattr(_hbe, "fused_sample_samples", _emulated_fused)
     monkeypatch.setattr(_config, "CHUNK_BYTES", 2**14)
-    X, Y, _ = _instance()
+    X, Y, _ = standin_instance()
     w = np.random.default_rng(5).uniform(0.2, 3.0, X.shape[0])
     kw = _kw(sizing=sizing, weights=w, backend="numpy")
     ref = HashingBasedKDE(X, rng=3, **kw).query(Y, rng=4)
@@ -115,7 +108,7 @@ def test_fused_route_of_the_driver_matches_host_reference(monkeypatch, sizing):
 
 def test_standin_tables_equal_host_tables():
     """Every array of a level's device tables equals the host ``BucketTables`` of the same build."""
-    X, _, _ = _instance()
+    X, _, _ = standin_instance()
     ref, dev = HashingBasedKDE(X, rng=7, backend="numpy", **_kw()), StandIn(X, rng=7, backend="numpy", **_kw())
     for a, b in zip(ref.levels, dev.levels):
         assert isinstance(a.tables, BucketTables) and isinstance(b.tables, _hbe.DeviceBucketTables)
@@ -152,7 +145,7 @@ def test_standin_moves_only_per_query_vectors(monkeypatch):
     """Build and worst-case query of the device path hand the driver one transfer per level visited, of one
     estimate and one count per query (the host path moves every level's (T, s, k) keys and its (m, T) samples:
     the check has teeth)."""
-    X, Y, _ = _instance()
+    X, Y, _ = standin_instance()
     sizes = _counting_to_numpy(monkeypatch)
     calls = _counting_level_calls(monkeypatch, StandIn)
     dev = StandIn(X, rng=2, backend="numpy", **_kw())

@@ -15,28 +15,20 @@ import sys
 
 import numpy as np
 import pytest
+from standin_data import H, standin_instance
 
 import kdetheory._array
 from kdetheory.attention import kdeformer
 from kdetheory.datasets import bounded_diameter_instance
-from kdetheory.datasets.kde_instances import clustered_points, queries_at_densities
 from kdetheory.kde import RandomSamplingKDE, WeightedExpKDE, sampling
 from kdetheory.kde._base import gathered_squared_distances
 from kdetheory.kde.exact import _EXPANSION_TOLERANCE
-
-H = 1.5
 
 
 class StandIn(RandomSamplingKDE):
     """The device code path of random sampling on NumPy arrays."""
 
     _on_device = True
-
-
-def _instance(n=1501, d=5, m=21, dtype=np.float64):  # odd sizes on purpose
-    X = clustered_points(n, d, n_clusters=4, spread=0.5, separation=4.0, rng=0)
-    Y, _, mu = queries_at_densities(X, [0.15, 0.1, 0.05], m // 3, bandwidth=H, rng=1)
-    return X.astype(dtype), Y.astype(dtype), mu
 
 
 ADAPTIVE = {"sizing": "adaptive", "eps": 0.3, "mu_min": 0.02}
@@ -53,7 +45,7 @@ LAYOUTS = {  # name -> (estimator settings, the relative tolerance of the compar
 def test_standin_matches_host_reference(layout, dtype, small_chunks):
     """Same seed, same answer: estimates and per-query counts of the device path equal the host reference's
     (weighted data; 2 KiB chunks, so the blocked loops run several blocks)."""
-    X, Y, _ = _instance(dtype=dtype)
+    X, Y, _ = standin_instance(dtype=dtype)
     w = np.random.default_rng(5).uniform(0.2, 3.0, X.shape[0])
     settings, rtol = LAYOUTS[layout]
     kw = dict(bandwidth=H, weights=w, **settings)
@@ -68,7 +60,7 @@ def test_standin_matches_host_reference(layout, dtype, small_chunks):
 
 def test_standin_exact_fallback_matches_host():
     """An adaptive query that spends its budget without a certified answer gets the exact sum on both paths."""
-    X, Y, _ = _instance()
+    X, Y, _ = standin_instance()
     X = X[:64]
     kw = {"bandwidth": H, "eps": 0.05, "delta": 0.01, "mu_min": 0.02, "sizing": "adaptive"}
     ref = RandomSamplingKDE(X, rng=3, **kw).query(Y, rng=4)
@@ -125,7 +117,7 @@ def host_copies(monkeypatch):
 def test_standin_moves_only_per_query_vectors(layout, host_copies):
     """The build copies per-key vectors at most (the weights), a query per-query vectors at most: never a sample
     matrix, a batch of the stopping rule or the data."""
-    X, Y, _ = _instance()
+    X, Y, _ = standin_instance()
     est = StandIn(X, rng=2, bandwidth=H, **LAYOUTS[layout][0])
     assert max(host_copies) <= X.shape[0], host_copies
     host_copies.clear()

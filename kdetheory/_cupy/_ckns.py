@@ -122,7 +122,8 @@ def device_unit(Xs, S, coef, projections, offsets, weights):
 
     xp = _xp_of(Xs)
     S_dev = xp.asarray(S)
-    P, O = xp.asarray(projections), xp.asarray(offsets)
+    # in the data's dtype, as hash_points would cast them on every query
+    P, O = xp.asarray(projections, dtype=Xs.dtype), xp.asarray(offsets, dtype=Xs.dtype)
     codes = hash_points(Xs[S_dev], P, O)  # one GEMM: (L, s, k) keys
     tab = DeviceBucketTables([(codes, xp.broadcast_to(S_dev, (P.shape[0], S.size)))], weights)
     coef_pos = xp.asarray(coef)[xp.searchsorted(S_dev, tab.members)]

@@ -303,29 +303,31 @@ def certifies(mean, eps, variance, point, term_range=None):
     return bool((1.0 + eps) * lo >= (1.0 - eps) * hi)
 
 
-def first_checkpoint(mean, eps, variance, delta, max_copies, term_range=None):
-    """Fewest copies at which a stream with statistic ``mean`` could stop, for a plan whose
-    checkpoints run from there to ``max_copies`` (``None`` when not even ``max_copies`` suffice).
-    No query of a level certifies earlier than one at the top of its densities, so starting the
-    plan there saves checkpoints, hence union-bound budget, for nothing."""
+def _fewest_copies(mean, eps, variance, delta, limit, term_range, plan_for):
+    """Smallest count ``t <= limit`` of the sequence FIRST_CHECKPOINT, then ``max(t + 1, ceil(1.1 t))``, whose checkpoint
+    certifies a stream with statistic ``mean`` when ``delta`` is split over ``plan_for(t)``; None if none does."""
     t = FIRST_CHECKPOINT
-    while t <= max_copies:
-        if certifies(mean, eps, variance, checkpoint(t, delta / len(copy_checkpoints(max_copies, t)), term_range),
-                     term_range):
+    while t <= limit:
+        if certifies(mean, eps, variance, checkpoint(t, delta / len(plan_for(t)), term_range), term_range):
             return t
         t = max(t + 1, math.ceil(t * 1.1))
     return None
 
 
+def first_checkpoint(mean, eps, variance, delta, max_copies, term_range=None):
+    """Fewest copies at which a stream with statistic ``mean`` could stop, for a plan whose
+    checkpoints run from there to ``max_copies`` (``None`` when not even ``max_copies`` suffice).
+    No query of a level certifies earlier than one at the top of its densities, so starting the
+    plan there saves checkpoints, hence union-bound budget, for nothing."""
+    return _fewest_copies(mean, eps, variance, delta, max_copies, term_range,
+                          lambda t: copy_checkpoints(max_copies, t))
+
+
 def copies_to_certify(mean, eps, variance, delta, limit, term_range=None):
     """Fewest copies ``T <= limit`` whose last checkpoint certifies a stream with statistic ``mean``
     (``limit + 1`` when none does)."""
-    T = FIRST_CHECKPOINT
-    while T <= limit:
-        if certifies(mean, eps, variance, checkpoint(T, delta / len(copy_checkpoints(T)), term_range), term_range):
-            return T
-        T = max(T + 1, math.ceil(T * 1.1))
-    return limit + 1
+    T = _fewest_copies(mean, eps, variance, delta, limit, term_range, copy_checkpoints)
+    return limit + 1 if T is None else T
 
 
 def copies_stop(draw, m, eps, variance, plan, floor=0.0, term_range=None):

@@ -25,12 +25,12 @@ from kdetheory.kde import HashingBasedKDE
 from kdetheory.kde import hbe as hbe_module
 from proofs_checks._verdicts import mean_bias_verdict, trials_for_mean_bias
 
-H = 1.5
 gpu = pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")
 
 
+from standin_data import H, standin_instance  # noqa: E402  (shared with the stand-in tests)
 from test_hbe_device_standin import (  # noqa: E402,F401  (shared helpers)
-    StandIn, _counting_level_calls, _counting_to_numpy, _instance, _kw)
+    StandIn, _counting_level_calls, _counting_to_numpy, _kw)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def test_gpu_tables_lookups_and_counts_match_host(form):
     """Same seed: the GPU build's tables equal the host build's (bucket membership as sets: the device sort
     need not be stable), every lookup agrees, and per-query kernel evaluations of one level agree exactly."""
     cp = _cp()
-    X, Y, _ = _instance()
+    X, Y, _ = standin_instance()
     kw = _kw(form=form)
     ref = HashingBasedKDE(X, rng=7, backend="numpy", **kw)
     dev = HashingBasedKDE(cp.asarray(X), rng=7, **kw)
@@ -115,7 +115,7 @@ def test_gpu_fused_key_mix_and_kernel_match_numpy():
 def test_gpu_query_returns_cupy_without_large_transfers(monkeypatch):
     """CuPy in, CuPy out; the driver moves nothing larger than one value per query (odd sizes)."""
     cp = _cp()
-    X, Y, mu = _instance(n=4099, d=7, m=33)
+    X, Y, mu = standin_instance(n=4099, d=7, m=33)
     sizes = _counting_to_numpy(monkeypatch)
     est = HashingBasedKDE(cp.asarray(X), rng=5, **_kw())
     res = est.query(cp.asarray(Y), rng=6)
@@ -155,7 +155,7 @@ def test_gpu_fused_kernel_equals_namespace_path(dtype):
     from kdetheory.kde._mom import median_of_means
 
     cp = _cp()
-    X, Y, _ = _instance(n=1501, d=5, m=21, dtype=dtype)
+    X, Y, _ = standin_instance(n=1501, d=5, m=21, dtype=dtype)
     est = HashingBasedKDE(cp.asarray(X), rng=3, weights=cp.asarray(np.random.default_rng(5).uniform(0.2, 3, 1501)),
                           **_kw())
     Ys = cp.asarray(Y) * Y.dtype.type(est._scale)
@@ -205,7 +205,7 @@ def test_gpu_fused_query_equals_namespace_query(monkeypatch, sizing):
     from kdetheory import _config
 
     cp = _cp()
-    X, Y, _ = _instance(n=4099, d=7, m=33)
+    X, Y, _ = standin_instance(n=4099, d=7, m=33)
     res = {}
     for fused in (False, True):
         monkeypatch.setattr(_config, "HBE_FUSED", fused)
